@@ -1,0 +1,299 @@
+//! The agent: the collection loop, announcing to Home Assistant on every
+//! (re)connect and on HA's birth message, shutdown, and the systemd
+//! watchdog. [`run`] takes its session and shutdown signal as arguments so
+//! tests can drive it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, MissedTickBehavior};
+
+use crate::collector::{Collector, Tick};
+use crate::config::{is_topic_safe, Config};
+use crate::discovery::{Announcer, Device, Model, Topics, OFFLINE, ONLINE};
+use crate::host;
+use crate::notify;
+use crate::reading::{Kind, Reading, Value};
+use crate::session::{Publisher, SessionEvent};
+
+/// One collector with what it last reported, so that a collector that fails
+/// keeps its entities (shown without a value) instead of deleting them.
+struct Slot {
+    collector: Box<dyn Collector>,
+    last_ok: Vec<Reading>,
+    failing: bool,
+}
+
+/// Collects a cycle and keeps HA's model of this host.
+pub struct Agent {
+    slots: Vec<Slot>,
+    /// The HA model (topics, device, discovery and state payloads).
+    pub model: Model,
+    announcer: Announcer,
+    interval: Duration,
+    last_cycle: Option<Duration>,
+    readings: Vec<Reading>,
+    state: Option<String>,
+}
+
+/// The host's node id: configured, else the host name made topic-safe.
+pub fn node_id(cfg: &Config, hostname: Option<&str>) -> String {
+    if !cfg.node_id.is_empty() {
+        return cfg.node_id.clone();
+    }
+    let raw = hostname.unwrap_or("host");
+    let id: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if is_topic_safe(&id) {
+        id
+    } else {
+        "host".into()
+    }
+}
+
+impl Agent {
+    /// Builds the agent from a validated config, reading the host's name and
+    /// OS once for the device.
+    pub fn new(cfg: &Config, collectors: Vec<Box<dyn Collector>>) -> Agent {
+        let paths = cfg.host_paths();
+        let hostname = host::hostname(&paths);
+        let node_id = node_id(cfg, hostname.as_deref());
+        let os = host::os_release(&paths);
+        let device = Device {
+            name: if cfg.device_name.is_empty() {
+                hostname.unwrap_or_else(|| node_id.clone())
+            } else {
+                cfg.device_name.clone()
+            },
+            manufacturer: os.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+            model: os.as_ref().map(|o| o.pretty_name.clone()).unwrap_or_default(),
+            sw_version: host::kernel_release(&paths).unwrap_or_default(),
+            node_id: node_id.clone(),
+        };
+        let topics = Topics::new(
+            &cfg.homeassistant.discovery_prefix,
+            &cfg.mqtt.base_topic,
+            &node_id,
+            &cfg.status_topic(),
+        );
+        Agent {
+            slots: collectors
+                .into_iter()
+                .map(|collector| Slot {
+                    collector,
+                    last_ok: Vec::new(),
+                    failing: false,
+                })
+                .collect(),
+            model: Model {
+                topics,
+                device,
+                expire_after: cfg.expire_after(),
+            },
+            announcer: Announcer::default(),
+            interval: cfg.interval,
+            last_cycle: None,
+            readings: Vec::new(),
+            state: None,
+        }
+    }
+
+    /// Runs every collector once. One collector failing never fails the
+    /// others: its entities stay, without a value, and the failure is
+    /// logged once (and its recovery once).
+    pub fn collect(&mut self, tick: &Tick) -> Vec<Reading> {
+        let started = Instant::now();
+        let mut readings = Vec::with_capacity(64);
+        for slot in &mut self.slots {
+            let mark = readings.len();
+            match slot.collector.collect(tick, &mut readings) {
+                Ok(()) => {
+                    if slot.failing {
+                        tracing::info!(collector = slot.collector.name(), "collector recovered");
+                        slot.failing = false;
+                    }
+                    slot.last_ok.clear();
+                    slot.last_ok.extend_from_slice(&readings[mark..]);
+                }
+                Err(e) => {
+                    readings.truncate(mark);
+                    if !slot.failing {
+                        tracing::warn!(collector = slot.collector.name(), error = %e, "collector failed; its entities show no value until it recovers");
+                        slot.failing = true;
+                    }
+                    readings.extend(slot.last_ok.iter().map(|r| Reading {
+                        value: Value::Missing,
+                        ..r.clone()
+                    }));
+                }
+            }
+        }
+        readings.push(Reading::new("last_seen", "Last seen", Kind::Timestamp, tick.wall));
+        readings.push(
+            Reading::new(
+                "version",
+                "Agent version",
+                Kind::Text,
+                env!("CARGO_PKG_VERSION").to_string(),
+            )
+            .diagnostic(),
+        );
+        readings.push(
+            Reading::new(
+                "cycle_duration",
+                "Cycle duration",
+                Kind::Milliseconds,
+                self.last_cycle.map(|d| d.as_secs_f64() * 1000.0),
+            )
+            .diagnostic(),
+        );
+        self.last_cycle = Some(started.elapsed());
+        readings
+    }
+
+    /// Collects a cycle and updates the payloads. Returns the new discovery
+    /// payload when the entity set changed.
+    pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
+        self.readings = self.collect(tick);
+        self.state = Some(self.model.state_payload(&self.readings));
+        self.announcer.update(&self.model, &self.readings).map(str::to_owned)
+    }
+
+    /// The readings of the last cycle.
+    pub fn readings(&self) -> &[Reading] {
+        &self.readings
+    }
+
+    /// The current discovery payload.
+    pub fn discovery(&self) -> Option<&str> {
+        self.announcer.payload()
+    }
+
+    /// The latest state payload.
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
+    /// Every message `run` publishes when it announces, in order.
+    pub fn announcement(&self) -> Vec<(String, String, bool)> {
+        let t = &self.model.topics;
+        let mut out = vec![(t.availability.clone(), ONLINE.to_string(), true)];
+        if let Some(d) = self.discovery() {
+            out.push((t.discovery.clone(), d.to_string(), true));
+        }
+        if let Some(s) = self.state() {
+            out.push((t.state.clone(), s.to_string(), false));
+        }
+        out
+    }
+}
+
+fn publish(publisher: &Publisher, topic: &str, payload: &str, retain: bool) {
+    if let Err(e) = publisher.publish(topic, payload.as_bytes(), retain) {
+        tracing::debug!(error = %e, "dropped");
+    }
+}
+
+/// How long after announcing discovery the state goes out again: HA
+/// subscribes to an entity's state topic only once it has processed its
+/// discovery, so a state sent right behind it can be missed.
+const STATE_AFTER_ANNOUNCE: Duration = Duration::from_secs(2);
+
+/// Runs the agent until `shutdown` resolves: collects every interval,
+/// publishes state while connected, announces (online + discovery + state)
+/// on every connect and after HA's birth message, then publishes `offline`
+/// and disconnects.
+pub async fn run(
+    mut agent: Agent,
+    publisher: Publisher,
+    mut events: mpsc::Receiver<SessionEvent>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut ticker = tokio::time::interval(agent.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let watchdog_every = notify::watchdog_interval();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    let mut announce_at = far();
+    let mut state_at = far();
+    let mut connected = false;
+    notify::ready();
+    tracing::info!(
+        node_id = %agent.model.device.node_id,
+        interval = %humantime::format_duration(agent.interval),
+        state_topic = %agent.model.topics.state,
+        "running"
+    );
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {
+                let changed = agent.cycle(&Tick::now());
+                if connected {
+                    if let Some(d) = changed {
+                        tracing::info!(bytes = d.len(), "entities changed; publishing discovery");
+                        publish(&publisher, &agent.model.topics.discovery, &d, true);
+                    }
+                    if let Some(s) = agent.state() {
+                        publish(&publisher, &agent.model.topics.state, s, false);
+                    }
+                }
+            }
+            _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
+            _ = sleep_until(announce_at) => {
+                announce_at = far();
+                if connected {
+                    announce(&agent, &publisher);
+                    state_at = tokio::time::Instant::now() + STATE_AFTER_ANNOUNCE;
+                }
+            }
+            _ = sleep_until(state_at) => {
+                state_at = far();
+                if let (true, Some(s)) = (connected, agent.state()) {
+                    publish(&publisher, &agent.model.topics.state, s, false);
+                }
+            }
+            ev = events.recv() => match ev {
+                None => break,
+                Some(SessionEvent::Connected) => {
+                    connected = true;
+                    announce(&agent, &publisher);
+                    state_at = tokio::time::Instant::now() + STATE_AFTER_ANNOUNCE;
+                }
+                Some(SessionEvent::Disconnected) => connected = false,
+                Some(SessionEvent::Message { topic, payload }) => {
+                    if topic == agent.model.topics.ha_status && payload == ONLINE.as_bytes() {
+                        // Many agents answer the same birth; spread them out.
+                        let delay = Duration::from_millis(500 + fastrand::u64(0..2500));
+                        tracing::info!(delay_ms = delay.as_millis() as u64, "Home Assistant came online; announcing again");
+                        announce_at = tokio::time::Instant::now() + delay;
+                    }
+                }
+            },
+        }
+    }
+
+    notify::stopping();
+    tracing::info!("stopping; publishing offline");
+    if connected {
+        publish(&publisher, &agent.model.topics.availability, OFFLINE, true);
+    }
+    let _ = publisher.disconnect();
+}
+
+fn announce(agent: &Agent, publisher: &Publisher) {
+    for (topic, payload, retain) in agent.announcement() {
+        publish(publisher, &topic, &payload, retain);
+    }
+}

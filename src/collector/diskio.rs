@@ -1,0 +1,217 @@
+//! Block device throughput from `<proc>/diskstats`, for physical devices
+//! only: partitions, device-mapper, loop, ram and zram devices would count
+//! the same bytes again or none that reach a disk.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use procfs_core::{DiskStats, FromRead, ProcError};
+
+use super::filter::NameFilter;
+use super::{rate_per_second, read_parsed, CollectError, Collector, Tick};
+use crate::config::DiskIoConfig;
+use crate::host::HostPaths;
+use crate::reading::{key, Kind, Reading};
+
+/// diskstats counts in 512-byte sectors whatever the device's own sector
+/// size (Documentation/admin-guide/iostats.rst).
+const SECTOR_BYTES: u64 = 512;
+
+/// Reports bytes read and written per second per physical block device.
+#[derive(Debug)]
+pub struct DiskIoCollector {
+    /// Where the host's /proc and /sys are.
+    paths: HostPaths,
+    /// Which devices to report (`devices_include`/`_exclude`).
+    devices: NameFilter,
+    /// Each device's counters at the previous cycle; a device not seen then
+    /// gets missing rates this cycle.
+    prev: HashMap<String, DiskCounters>,
+}
+
+/// Cumulative bytes of one device at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskCounters {
+    /// Bytes read since boot.
+    pub read_bytes: u64,
+    /// Bytes written since boot.
+    pub written_bytes: u64,
+    /// When they were read.
+    pub at: Instant,
+}
+
+impl DiskIoCollector {
+    /// A collector with the filters of `config`, compiled once here.
+    pub fn new(paths: HostPaths, config: &DiskIoConfig) -> Self {
+        DiskIoCollector {
+            paths,
+            devices: NameFilter::for_names(
+                "collectors.diskio.devices",
+                &config.devices_include,
+                &config.devices_exclude,
+            ),
+            prev: HashMap::new(),
+        }
+    }
+
+    /// Whether `name` is a whole physical device: only those have a
+    /// `device` link in /sys/block (partitions are not in /sys/block at
+    /// all; loop, dm, zram are virtual). A `/` in a name (cciss/c0d0) is
+    /// `!` in sysfs.
+    fn is_physical(&self, name: &str) -> bool {
+        self.paths
+            .sys(&format!("block/{}/device", name.replace('/', "!")))
+            .exists()
+    }
+}
+
+impl Collector for DiskIoCollector {
+    fn name(&self) -> &'static str {
+        "diskio"
+    }
+
+    fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+        let stats = read_parsed(&self.paths.proc("diskstats"), parse_diskstats)?;
+        let mut next = HashMap::new();
+        for stat in stats.0 {
+            if !self.devices.allows(&stat.name) || !self.is_physical(&stat.name) {
+                continue;
+            }
+            let now = DiskCounters {
+                read_bytes: stat.sectors_read.saturating_mul(SECTOR_BYTES),
+                written_bytes: stat.sectors_written.saturating_mul(SECTOR_BYTES),
+                at: tick.mono,
+            };
+            out.extend(diskio_readings(&stat.name, self.prev.get(&stat.name), &now));
+            next.insert(stat.name, now);
+        }
+        self.prev = next;
+        Ok(())
+    }
+}
+
+/// Parses /proc/diskstats with procfs-core.
+pub fn parse_diskstats(text: &str) -> Result<DiskStats, ProcError> {
+    DiskStats::from_read(text.as_bytes())
+}
+
+/// The read and write rates of device `dev` since `prev`; missing without
+/// an earlier sample or after the counters went backwards.
+pub fn diskio_readings(dev: &str, prev: Option<&DiskCounters>, now: &DiskCounters) -> [Reading; 2] {
+    let read = rate_per_second(prev.map(|p| (p.read_bytes, p.at)), (now.read_bytes, now.at));
+    let write = rate_per_second(prev.map(|p| (p.written_bytes, p.at)), (now.written_bytes, now.at));
+    [
+        Reading::new(
+            key(&["diskio", dev, "read"]),
+            format!("Disk {dev} read"),
+            Kind::BytesPerSecond,
+            read,
+        ),
+        Reading::new(
+            key(&["diskio", dev, "write"]),
+            format!("Disk {dev} write"),
+            Kind::BytesPerSecond,
+            write,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::testing::*;
+    use crate::reading::Value;
+
+    fn missing(k: &str) -> (String, Value) {
+        (k.to_string(), Value::Missing)
+    }
+
+    #[test]
+    fn two_cycles_give_bytes_per_second_of_the_physical_disk_only() {
+        let start = Instant::now();
+        let mut c = DiskIoCollector::new(
+            fixture_paths("proc/vm/t0", "sys/vm", "root/vm"),
+            &DiskIoConfig::default(),
+        );
+        let first = collect_once(&mut c, &tick_at(start, 0));
+        assert_eq!(
+            keyed_values(&first),
+            [missing("diskio_vda_read"), missing("diskio_vda_write")]
+        );
+        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        let second = collect_once(&mut c, &tick_at(start, 10));
+        // vda: 176 sectors read and 750888 written in the 10 s between.
+        assert_eq!(
+            keyed_values(&second),
+            [
+                ("diskio_vda_read".to_string(), Value::Float(176.0 * 512.0 / 10.0)),
+                (
+                    "diskio_vda_write".to_string(),
+                    Value::Float(750_888.0 * 512.0 / 10.0)
+                ),
+            ]
+        );
+        let names: Vec<_> = second.iter().map(|r| (r.name.as_str(), r.kind)).collect();
+        assert_eq!(
+            names,
+            [
+                ("Disk vda read", Kind::BytesPerSecond),
+                ("Disk vda write", Kind::BytesPerSecond)
+            ]
+        );
+    }
+
+    #[test]
+    fn partitions_mappers_loops_and_zram_are_left_out() {
+        let mut c = DiskIoCollector::new(
+            fixture_paths("proc/nvme", "sys/nvme", "root/vm"),
+            &DiskIoConfig::default(),
+        );
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        let keys: Vec<_> = out.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "diskio_nvme0n1_read",
+                "diskio_nvme0n1_write",
+                "diskio_sda_read",
+                "diskio_sda_write"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_device_globs_narrow_the_physical_devices() {
+        let config = DiskIoConfig {
+            devices_exclude: vec!["sd*".into()],
+            ..DiskIoConfig::default()
+        };
+        let mut c = DiskIoCollector::new(fixture_paths("proc/nvme", "sys/nvme", "root/vm"), &config);
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        let keys: Vec<_> = out.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["diskio_nvme0n1_read", "diskio_nvme0n1_write"]);
+    }
+
+    #[test]
+    fn counters_going_backwards_give_missing_not_a_huge_rate() {
+        let t0 = Instant::now();
+        let prev = DiskCounters {
+            read_bytes: 1000,
+            written_bytes: 1000,
+            at: t0,
+        };
+        let now = DiskCounters {
+            read_bytes: 10,
+            written_bytes: 3000,
+            at: t0 + std::time::Duration::from_secs(2),
+        };
+        let out = diskio_readings("sda", Some(&prev), &now);
+        assert_eq!(
+            keyed_values(&out),
+            [
+                missing("diskio_sda_read"),
+                ("diskio_sda_write".to_string(), Value::Float(1000.0))
+            ]
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Load averages from `<proc>/loadavg`: runnable plus uninterruptible tasks,
+//! averaged by the kernel over 1, 5 and 15 minutes.
+
+use procfs_core::{FromRead, LoadAverage, ProcError};
+
+use super::{read_parsed, widen_f32, CollectError, Collector, Tick};
+use crate::host::HostPaths;
+use crate::reading::{Kind, Reading};
+
+/// Reports the three load averages.
+#[derive(Debug)]
+pub struct LoadCollector {
+    /// Where the host's /proc is.
+    paths: HostPaths,
+}
+
+impl LoadCollector {
+    /// A collector reading `<proc>/loadavg`.
+    pub fn new(paths: HostPaths) -> Self {
+        LoadCollector { paths }
+    }
+}
+
+impl Collector for LoadCollector {
+    fn name(&self) -> &'static str {
+        "load"
+    }
+
+    fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+        let load = read_parsed(&self.paths.proc("loadavg"), parse_loadavg)?;
+        out.extend(load_readings(&load));
+        Ok(())
+    }
+}
+
+/// Parses /proc/loadavg with procfs-core.
+pub fn parse_loadavg(text: &str) -> Result<LoadAverage, ProcError> {
+    LoadAverage::from_read(text.as_bytes())
+}
+
+/// The 1, 5 and 15 minute readings.
+pub fn load_readings(load: &LoadAverage) -> [Reading; 3] {
+    [
+        Reading::new("load_1m", "Load (1 min)", Kind::Load, widen_f32(load.one)),
+        Reading::new("load_5m", "Load (5 min)", Kind::Load, widen_f32(load.five)),
+        Reading::new("load_15m", "Load (15 min)", Kind::Load, widen_f32(load.fifteen)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::testing::*;
+    use crate::reading::Value;
+    use std::time::Instant;
+
+    #[test]
+    fn each_cycle_reports_the_captured_averages() {
+        let start = Instant::now();
+        let mut c = LoadCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"));
+        let first = collect_once(&mut c, &tick_at(start, 0));
+        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        let second = collect_once(&mut c, &tick_at(start, 10));
+        let expect = |a: f64, b: f64, c: f64| {
+            vec![
+                ("load_1m".to_string(), Value::Float(a)),
+                ("load_5m".to_string(), Value::Float(b)),
+                ("load_15m".to_string(), Value::Float(c)),
+            ]
+        };
+        assert_eq!(keyed_values(&first), expect(1.25, 0.81, 0.35));
+        assert_eq!(keyed_values(&second), expect(1.21, 0.81, 0.35));
+        let names: Vec<_> = second.iter().map(|r| (r.name.as_str(), r.kind)).collect();
+        assert_eq!(
+            names,
+            [
+                ("Load (1 min)", Kind::Load),
+                ("Load (5 min)", Kind::Load),
+                ("Load (15 min)", Kind::Load)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_truncated_loadavg_is_a_parse_error_naming_the_file() {
+        assert!(parse_loadavg("0.00 0.01").is_err());
+        let mut c = LoadCollector::new(fixture_paths("proc/does-not-exist", "sys/vm", "root/vm"));
+        let err = c.collect(&tick_at(Instant::now(), 0), &mut Vec::new()).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("loadavg")));
+    }
+}

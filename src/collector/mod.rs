@@ -1,0 +1,199 @@
+//! Collectors: one per file, each turning a part of the host into
+//! [`Reading`]s. They read through [`HostPaths`] and know nothing of MQTT or
+//! Home Assistant. Parsing is split from I/O so every parser is a pure
+//! function tested on captured fixtures.
+//!
+//! A collector that finds nothing to report (no /proc/pressure, no swap)
+//! returns no readings: that is not an error. An error means "this part of
+//! the host could not be read this time"; the agent keeps the collector's
+//! last entities and reports them unavailable instead of dropping them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use crate::reading::Reading;
+
+pub mod cpu;
+pub mod disk;
+pub mod diskio;
+pub mod filter;
+pub mod load;
+pub mod memory;
+pub mod network;
+pub mod pressure;
+pub mod system;
+#[cfg(test)]
+mod testing;
+
+/// The moment a cycle runs: monotonic for rates, wall clock for timestamps.
+/// Passed in (not read inside collectors) so tests control time.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    /// For deltas between cycles.
+    pub mono: Instant,
+    /// For "last seen" and other timestamps.
+    pub wall: SystemTime,
+}
+
+impl Tick {
+    /// The current time.
+    pub fn now() -> Self {
+        Tick {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+/// Why a collector could not read the host this cycle.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl CollectError {
+    /// A parse error for the file at `path`.
+    pub fn parse(path: &Path, message: impl std::fmt::Display) -> Self {
+        CollectError::Parse {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Reads a whole (small) file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<String, CollectError> {
+    std::fs::read_to_string(path).map_err(|source| CollectError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a file that may legitimately be absent: `Ok(None)` when it is not there.
+pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CollectError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A source of readings, called once per cycle.
+pub trait Collector: Send {
+    /// The collector's name, as in the config (`cpu`, `disk`, …).
+    fn name(&self) -> &'static str;
+
+    /// Appends this cycle's readings to `out`.
+    fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError>;
+}
+
+/// A per-second rate from two counter samples; `None` when there is no
+/// earlier sample, no time passed, or the counter went backwards (a reset,
+/// a device re-created), rather than a wrong number.
+pub fn rate_per_second(prev: Option<(u64, Instant)>, now: (u64, Instant)) -> Option<f64> {
+    let (prev_value, prev_at) = prev?;
+    let secs = now.1.checked_duration_since(prev_at)?.as_secs_f64();
+    if secs <= 0.0 || now.0 < prev_value {
+        return None;
+    }
+    Some((now.0 - prev_value) as f64 / secs)
+}
+
+/// Every collector the configuration switches on, in a fixed order, each
+/// reading the host through `cfg.host_paths()`.
+pub fn from_config(cfg: &crate::config::Config) -> Vec<Box<dyn Collector>> {
+    let paths = cfg.host_paths();
+    let c = &cfg.collectors;
+    let mut out: Vec<Box<dyn Collector>> = Vec::new();
+    if c.cpu.enabled {
+        out.push(Box::new(cpu::CpuCollector::new(paths.clone(), &c.cpu)));
+    }
+    if c.load.enabled {
+        out.push(Box::new(load::LoadCollector::new(paths.clone())));
+    }
+    if c.memory.enabled {
+        out.push(Box::new(memory::MemoryCollector::new(paths.clone())));
+    }
+    if c.pressure.enabled {
+        out.push(Box::new(pressure::PressureCollector::new(paths.clone())));
+    }
+    if c.disk.enabled {
+        out.push(Box::new(disk::DiskCollector::new(paths.clone(), &c.disk)));
+    }
+    if c.diskio.enabled {
+        out.push(Box::new(diskio::DiskIoCollector::new(paths.clone(), &c.diskio)));
+    }
+    if c.network.enabled {
+        out.push(Box::new(network::NetworkCollector::new(
+            paths.clone(),
+            &c.network,
+        )));
+    }
+    if c.system.enabled {
+        out.push(Box::new(system::SystemCollector::new(paths)));
+    }
+    out
+}
+
+/// Widens a value procfs-core parsed as `f32` ("1.24" in /proc/loadavg)
+/// through its shortest decimal form, so it becomes the `f64` 1.24 that
+/// was written rather than 1.2400000095367432.
+pub fn widen_f32(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
+}
+
+/// Reads a file that procfs-core parses, naming the file in either error.
+fn read_parsed<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, procfs_core::ProcError>,
+) -> Result<T, CollectError> {
+    let text = read_file(path)?;
+    parse(&text).map_err(|e| CollectError::parse(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_is_none_without_a_previous_sample_or_after_a_reset() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(rate_per_second(None, (10, t1)), None);
+        assert_eq!(rate_per_second(Some((100, t0)), (10, t1)), None);
+        assert_eq!(rate_per_second(Some((100, t0)), (300, t1)), Some(100.0));
+    }
+
+    #[test]
+    fn widen_f32_keeps_the_decimal_that_was_written() {
+        assert_eq!(widen_f32(1.24), 1.24);
+        assert_eq!(widen_f32(0.0), 0.0);
+        assert_eq!(widen_f32(6.73), 6.73);
+    }
+
+    #[test]
+    fn from_config_builds_only_the_enabled_collectors_in_order() {
+        let mut cfg = crate::config::Config::default();
+        let all: Vec<_> = from_config(&cfg).iter().map(|c| c.name()).collect();
+        assert_eq!(
+            all,
+            ["cpu", "load", "memory", "pressure", "disk", "diskio", "network", "system"]
+        );
+        cfg.collectors.cpu.enabled = false;
+        cfg.collectors.disk.enabled = false;
+        cfg.collectors.system.enabled = false;
+        let some: Vec<_> = from_config(&cfg).iter().map(|c| c.name()).collect();
+        assert_eq!(some, ["load", "memory", "pressure", "diskio", "network"]);
+    }
+}

@@ -1,0 +1,181 @@
+//! Facts about the host as a whole: when it booted, how many processes
+//! run, which OS and kernel, whether it waits for a reboot.
+
+use std::ffi::OsStr;
+use std::time::{Duration, SystemTime};
+
+use procfs_core::KernelStats;
+
+use super::cpu::parse_stat;
+use super::{read_parsed, CollectError, Collector, Tick};
+use crate::host::{kernel_release, os_release, HostPaths};
+use crate::reading::{Kind, Reading, Value};
+
+/// Reports boot time, process count, OS, kernel and the reboot flag.
+#[derive(Debug)]
+pub struct SystemCollector {
+    /// Where the host's /proc and / are.
+    paths: HostPaths,
+}
+
+impl SystemCollector {
+    /// A collector reading `<proc>` and a few files under `<root>`.
+    pub fn new(paths: HostPaths) -> Self {
+        SystemCollector { paths }
+    }
+
+    /// How many processes `<proc>` lists.
+    fn count_processes(&self) -> Result<u64, CollectError> {
+        let io_error = |source| CollectError::Io {
+            path: self.paths.proc.clone(),
+            source,
+        };
+        let entries = std::fs::read_dir(&self.paths.proc).map_err(io_error)?;
+        // A process may exit while we list; its entry failing is no error.
+        Ok(count_pids(entries.filter_map(Result::ok).map(|e| e.file_name())))
+    }
+
+    /// Whether the host's package manager asked for a reboot; Missing when
+    /// we cannot tell (the flag file's directory is unreadable).
+    fn reboot_required(&self) -> Value {
+        // Debian and Ubuntu's update-notifier convention; other distributions
+        // never write it and always read as "no reboot needed".
+        let flag = self.paths.root("/run/reboot-required");
+        match flag.try_exists() {
+            Ok(exists) => Value::Bool(exists),
+            Err(error) => {
+                tracing::debug!(path = %flag.display(), %error, "cannot tell whether a reboot is required");
+                Value::Missing
+            }
+        }
+    }
+}
+
+impl Collector for SystemCollector {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+        let stats = read_parsed(&self.paths.proc("stat"), parse_stat)?;
+        out.push(Reading::new(
+            "boot_time",
+            "Boot time",
+            Kind::Timestamp,
+            boot_time_of(&stats),
+        ));
+        out.push(Reading::new(
+            "processes",
+            "Processes",
+            Kind::Count,
+            self.count_processes()?,
+        ));
+        // A root without os-release (a minimal container image mounted as
+        // the "host") has no OS to name: no reading rather than an error.
+        if let Some(release) = os_release(&self.paths) {
+            out.push(Reading::new("os", "Operating system", Kind::Text, release.pretty_name).diagnostic());
+        }
+        if let Some(kernel) = kernel_release(&self.paths) {
+            out.push(Reading::new("kernel", "Kernel", Kind::Text, kernel).diagnostic());
+        }
+        out.push(Reading::new(
+            "reboot_required",
+            "Reboot required",
+            Kind::Problem,
+            self.reboot_required(),
+        ));
+        Ok(())
+    }
+}
+
+/// When the host booted (`btime`): a fixed point in time, so HA shows it
+/// as "3 days ago" without a new value every cycle as an uptime would need.
+pub fn boot_time_of(stats: &KernelStats) -> Value {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(stats.btime))
+        .map_or(Value::Missing, Value::Time)
+}
+
+/// How many of `names` are process ids (all digits), as in a /proc listing.
+pub fn count_pids<I, S>(names: I) -> u64
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    names.into_iter().filter(|n| is_pid(n.as_ref())).count() as u64
+}
+
+fn is_pid(name: &OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::testing::*;
+    use std::time::Instant;
+
+    fn text(k: &str, v: &str) -> (String, Value) {
+        (k.to_string(), Value::Text(v.to_string()))
+    }
+
+    #[test]
+    fn two_cycles_report_the_captured_host() {
+        let start = Instant::now();
+        let mut c = SystemCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"));
+        let first = collect_once(&mut c, &tick_at(start, 0));
+        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        let second = collect_once(&mut c, &tick_at(start, 10));
+        let booted = Value::Time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_273_458));
+        for (out, processes) in [(&first, 5), (&second, 4)] {
+            assert_eq!(
+                keyed_values(out),
+                [
+                    ("boot_time".to_string(), booted.clone()),
+                    ("processes".to_string(), Value::Int(processes)),
+                    text("os", "Debian GNU/Linux 12 (bookworm)"),
+                    text("kernel", "6.18.44-fc-v669"),
+                    ("reboot_required".to_string(), Value::Bool(false)),
+                ]
+            );
+        }
+        let shape: Vec<_> = second
+            .iter()
+            .map(|r| (r.name.as_str(), r.kind, r.diagnostic))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("Boot time", Kind::Timestamp, false),
+                ("Processes", Kind::Count, false),
+                ("Operating system", Kind::Text, true),
+                ("Kernel", Kind::Text, true),
+                ("Reboot required", Kind::Problem, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reboot_flag_file_turns_reboot_required_on() {
+        let mut c = SystemCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/reboot"));
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        assert_eq!(value_of(&out, "reboot_required"), Value::Bool(true));
+        assert_eq!(value_of(&out, "os"), Value::Text("Ubuntu 24.04.1 LTS".into()));
+    }
+
+    #[test]
+    fn a_root_without_os_release_has_no_os_reading() {
+        let mut c = SystemCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "sys/vm"));
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        assert!(out.iter().all(|r| r.key != "os"), "{out:?}");
+    }
+
+    #[test]
+    fn count_pids_counts_only_all_digit_names() {
+        assert_eq!(
+            count_pids(["1", "42", "self", "thread-self", "net", "4a", "", "sys"]),
+            2
+        );
+    }
+}

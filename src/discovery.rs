@@ -1,0 +1,424 @@
+//! The Home Assistant model: readings become one device-based discovery
+//! payload (`<prefix>/device/<node_id>/config`, retained) and one state JSON
+//! per cycle (`<base>/<node_id>/state`). It knows HA's vocabulary and the
+//! topics, and nothing of /proc.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::reading::{slug, Kind, Reading, Value};
+
+/// Payload on the availability topic while the agent runs.
+pub const ONLINE: &str = "online";
+/// Payload on the availability topic after the agent stopped or died.
+pub const OFFLINE: &str = "offline";
+
+/// Where the project lives; HA shows it as the origin's support URL.
+pub const SUPPORT_URL: &str = "https://github.com/host2mqtt/host2mqtt";
+
+/// Every topic this host uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// `<prefix>/device/<node_id>/config`: the retained discovery payload.
+    pub discovery: String,
+    /// `<base>/<node_id>/state`: one JSON object per cycle, not retained.
+    pub state: String,
+    /// `<base>/<node_id>/availability`: retained `online`/`offline`; the will.
+    pub availability: String,
+    /// HA's birth topic; `online` there means "announce again".
+    pub ha_status: String,
+}
+
+impl Topics {
+    /// The topics of `node_id` (already checked to be `[a-zA-Z0-9_-]`).
+    pub fn new(discovery_prefix: &str, base_topic: &str, node_id: &str, ha_status: &str) -> Self {
+        Topics {
+            discovery: format!("{discovery_prefix}/device/{node_id}/config"),
+            state: format!("{base_topic}/{node_id}/state"),
+            availability: format!("{base_topic}/{node_id}/availability"),
+            ha_status: ha_status.to_string(),
+        }
+    }
+}
+
+/// The HA device this host is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Stable id, `[a-zA-Z0-9_-]`.
+    pub node_id: String,
+    /// Name shown in HA (the host name).
+    pub name: String,
+    /// The OS vendor/name ("Debian GNU/Linux").
+    pub manufacturer: String,
+    /// The OS release ("Debian GNU/Linux 12 (bookworm)").
+    pub model: String,
+    /// The kernel release.
+    pub sw_version: String,
+}
+
+/// How HA should show one kind of reading.
+struct Presentation {
+    platform: &'static str,
+    device_class: Option<&'static str>,
+    unit: Option<&'static str>,
+    state_class: Option<&'static str>,
+    precision: Option<u8>,
+    /// The value as sent is the reading divided by this.
+    scale: f64,
+}
+
+fn present(kind: Kind) -> Presentation {
+    let p = |platform, device_class, unit, state_class, precision, scale| Presentation {
+        platform,
+        device_class,
+        unit,
+        state_class,
+        precision,
+        scale,
+    };
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    match kind {
+        Kind::Percent => p("sensor", None, Some("%"), Some("measurement"), Some(1), 1.0),
+        // Sizes in GiB and rates in KiB/s, as HA's own System Monitor does:
+        // raw bytes read badly on a dashboard, and HA can still convert.
+        Kind::Bytes => p(
+            "sensor",
+            Some("data_size"),
+            Some("GiB"),
+            Some("measurement"),
+            Some(2),
+            GIB,
+        ),
+        Kind::BytesPerSecond => p(
+            "sensor",
+            Some("data_rate"),
+            Some("KiB/s"),
+            Some("measurement"),
+            Some(1),
+            1024.0,
+        ),
+        Kind::Milliseconds => p(
+            "sensor",
+            Some("duration"),
+            Some("ms"),
+            Some("measurement"),
+            Some(2),
+            1.0,
+        ),
+        Kind::Timestamp => p("sensor", Some("timestamp"), None, None, None, 1.0),
+        Kind::Count => p("sensor", None, None, Some("measurement"), Some(0), 1.0),
+        Kind::Load => p("sensor", None, None, Some("measurement"), Some(2), 1.0),
+        Kind::Text => p("sensor", None, None, None, None, 1.0),
+        Kind::Problem => p("binary_sensor", Some("problem"), None, None, None, 1.0),
+        Kind::Flag => p("binary_sensor", None, None, None, None, 1.0),
+    }
+}
+
+/// Decimals kept in the state JSON: enough for the display precision, no
+/// more (bytes on the wire every cycle).
+fn wire_decimals(kind: Kind) -> i32 {
+    match kind {
+        Kind::Bytes => 3,
+        Kind::Load | Kind::Milliseconds => 2,
+        Kind::Count => 0,
+        _ => 1,
+    }
+}
+
+/// An icon where the device class gives none.
+fn icon(key: &str, kind: Kind) -> Option<&'static str> {
+    if matches!(
+        kind,
+        Kind::Timestamp | Kind::Bytes | Kind::BytesPerSecond | Kind::Milliseconds | Kind::Problem
+    ) {
+        return None;
+    }
+    let by_prefix: &[(&str, &str)] = &[
+        ("cpu_", "mdi:cpu-64-bit"),
+        ("load_", "mdi:gauge"),
+        ("memory_", "mdi:memory"),
+        ("swap_", "mdi:memory"),
+        ("pressure_", "mdi:gauge-full"),
+        ("disk_", "mdi:harddisk"),
+        ("processes", "mdi:cogs"),
+        ("os", "mdi:linux"),
+        ("kernel", "mdi:linux"),
+        ("reboot_required", "mdi:restart-alert"),
+        ("version", "mdi:tag"),
+    ];
+    by_prefix
+        .iter()
+        .find(|(p, _)| key.starts_with(p))
+        .map(|(_, i)| *i)
+}
+
+/// The part of a reading that shapes its entity (not its value): when this
+/// changes, discovery is published again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntitySpec {
+    /// The reading key.
+    pub key: String,
+    /// The entity name.
+    pub name: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Diagnostic category.
+    pub diagnostic: bool,
+    /// Enabled by default.
+    pub enabled_by_default: bool,
+}
+
+impl EntitySpec {
+    /// The spec of a reading.
+    pub fn of(r: &Reading) -> Self {
+        EntitySpec {
+            key: r.key.clone(),
+            name: r.name.clone(),
+            kind: r.kind,
+            diagnostic: r.diagnostic,
+            enabled_by_default: r.enabled_by_default,
+        }
+    }
+
+    /// HA's platform for this entity.
+    pub fn platform(&self) -> &'static str {
+        present(self.kind).platform
+    }
+}
+
+/// Builds discovery and state payloads for one device.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The topics.
+    pub topics: Topics,
+    /// The device.
+    pub device: Device,
+    /// Seconds after the last state before HA shows an entity unavailable.
+    pub expire_after: Duration,
+}
+
+impl Model {
+    /// `unique_id` of an entity: prefixed so it cannot collide with other
+    /// MQTT integrations' ids.
+    pub fn unique_id(&self, key: &str) -> String {
+        format!("host2mqtt_{}_{}", self.device.node_id, key)
+    }
+
+    /// `default_entity_id` (`sensor.vm_cpu_usage`): replaces the deprecated `object_id`.
+    pub fn default_entity_id(&self, spec: &EntitySpec) -> String {
+        format!("{}.{}_{}", spec.platform(), slug(&self.device.node_id), spec.key)
+    }
+
+    /// The device-based discovery payload for `entities`, plus a removal
+    /// stub (`{"p": platform}`, HA's documented way) for each of `removed`.
+    pub fn discovery_payload(&self, entities: &[EntitySpec], removed: &[(String, &'static str)]) -> String {
+        let mut cmps = Map::new();
+        for spec in entities {
+            cmps.insert(spec.key.clone(), self.component(spec));
+        }
+        for (key, platform) in removed {
+            if !cmps.contains_key(key) {
+                cmps.insert(key.clone(), json!({ "p": platform }));
+            }
+        }
+        let d = &self.device;
+        let mut dev = Map::new();
+        dev.insert("identifiers".into(), json!([format!("host2mqtt_{}", d.node_id)]));
+        dev.insert("name".into(), json!(d.name));
+        for (k, v) in [
+            ("manufacturer", &d.manufacturer),
+            ("model", &d.model),
+            ("sw_version", &d.sw_version),
+        ] {
+            if !v.is_empty() {
+                dev.insert(k.into(), json!(v));
+            }
+        }
+        let payload = json!({
+            "dev": dev,
+            "o": {
+                "name": "host2mqtt",
+                "sw_version": env!("CARGO_PKG_VERSION"),
+                "support_url": SUPPORT_URL,
+            },
+            "cmps": cmps,
+            "state_topic": self.topics.state,
+            "availability_topic": self.topics.availability,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+        });
+        payload.to_string()
+    }
+
+    fn component(&self, spec: &EntitySpec) -> Json {
+        let kind = spec.kind;
+        let pres = present(kind);
+        let mut c = Map::new();
+        c.insert("p".into(), json!(pres.platform));
+        c.insert("name".into(), json!(spec.name));
+        c.insert("unique_id".into(), json!(self.unique_id(&spec.key)));
+        c.insert("default_entity_id".into(), json!(self.default_entity_id(spec)));
+        let template = if pres.platform == "binary_sensor" {
+            format!(
+                "{{{{ 'None' if value_json.{k} is none else ('ON' if value_json.{k} else 'OFF') }}}}",
+                k = spec.key
+            )
+        } else {
+            format!("{{{{ value_json.{} }}}}", spec.key)
+        };
+        c.insert("value_template".into(), json!(template));
+        if let Some(v) = pres.device_class {
+            c.insert("device_class".into(), json!(v));
+        }
+        if let Some(v) = pres.unit {
+            c.insert("unit_of_measurement".into(), json!(v));
+        }
+        if let Some(v) = pres.state_class {
+            c.insert("state_class".into(), json!(v));
+        }
+        if let Some(v) = pres.precision {
+            c.insert("suggested_display_precision".into(), json!(v));
+        }
+        if let Some(v) = icon(&spec.key, kind) {
+            c.insert("icon".into(), json!(v));
+        }
+        if spec.diagnostic {
+            c.insert("entity_category".into(), json!("diagnostic"));
+        }
+        if !spec.enabled_by_default {
+            c.insert("enabled_by_default".into(), json!(false));
+        }
+        // "Last seen" must keep its value when the host goes quiet: that
+        // stale timestamp is what an alert compares against now().
+        if spec.key != "last_seen" {
+            c.insert("expire_after".into(), json!(self.expire_after.as_secs().max(1)));
+        }
+        Json::Object(c)
+    }
+
+    /// The state JSON of one cycle: every reading's key with its value in
+    /// the unit discovery announced; `null` where the value is missing.
+    pub fn state_payload(&self, readings: &[Reading]) -> String {
+        let mut out = String::with_capacity(64 + readings.len() * 32);
+        out.push('{');
+        for (i, r) in readings.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // Keys are [a-z0-9_] by construction; no escaping needed.
+            let _ = write!(out, "\"{}\":", r.key);
+            write_value(&mut out, r);
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn write_value(out: &mut String, r: &Reading) {
+    let pres = present(r.kind);
+    match &r.value {
+        Value::Float(v) => write_number(out, *v / pres.scale, wire_decimals(r.kind)),
+        Value::Int(v) if pres.scale != 1.0 => {
+            write_number(out, *v as f64 / pres.scale, wire_decimals(r.kind))
+        }
+        Value::Int(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Text(s) => out.push_str(&Json::String(s.clone()).to_string()),
+        Value::Time(t) => {
+            let _ = write!(out, "\"{}\"", format_timestamp(*t));
+        }
+        Value::Missing => out.push_str("null"),
+    }
+}
+
+fn write_number(out: &mut String, v: f64, decimals: i32) {
+    if !v.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    let f = 10f64.powi(decimals);
+    let rounded = (v * f).round() / f;
+    if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
+        let _ = write!(out, "{}", rounded as i64);
+    } else {
+        let _ = write!(out, "{rounded}");
+    }
+}
+
+/// RFC 3339 in UTC with seconds, as HA's timestamp sensors take it.
+pub fn format_timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The value as a person reads it, with its unit (for `check`).
+pub fn display_value(r: &Reading) -> String {
+    let pres = present(r.kind);
+    let mut v = String::new();
+    write_value(&mut v, r);
+    let v = match &r.value {
+        Value::Text(s) => s.clone(),
+        Value::Time(t) => format_timestamp(*t),
+        Value::Missing => "(none yet)".into(),
+        Value::Bool(b) => (if *b { "on" } else { "off" }).into(),
+        _ => v,
+    };
+    match (pres.unit, &r.value) {
+        (Some(u), Value::Float(_) | Value::Int(_)) => format!("{v} {u}"),
+        _ => v,
+    }
+}
+
+/// Tracks which components HA has been told about, so that a component
+/// that disappears is removed (no ghost entities) and discovery is only
+/// rebuilt when the entity set changes.
+#[derive(Debug, Default)]
+pub struct Announcer {
+    /// Entities in the last payload built.
+    current: Vec<EntitySpec>,
+    /// Components to remove in the next payload, with their platform.
+    removed: BTreeMap<String, &'static str>,
+    /// The last payload built, re-sent on every (re)connect.
+    payload: Option<String>,
+}
+
+impl Announcer {
+    /// Updates the entity set from this cycle's readings; returns the new
+    /// discovery payload when it changed, `None` when HA already has it.
+    pub fn update(&mut self, model: &Model, readings: &[Reading]) -> Option<&str> {
+        let mut specs: Vec<EntitySpec> = readings.iter().map(EntitySpec::of).collect();
+        specs.sort();
+        specs.dedup_by(|a, b| a.key == b.key);
+        if self.payload.is_some() && specs == self.current {
+            if self.removed.is_empty() {
+                return None;
+            }
+            // The removal stubs went out with the last payload; HA's
+            // procedure is "stub, then omit", so send it once more without.
+            self.removed.clear();
+        } else {
+            for old in &self.current {
+                if specs.binary_search_by(|s| s.key.cmp(&old.key)).is_err() {
+                    self.removed.insert(old.key.clone(), old.platform());
+                }
+            }
+            for s in &specs {
+                self.removed.remove(&s.key);
+            }
+            self.current = specs;
+        }
+        let removed: Vec<(String, &'static str)> =
+            self.removed.iter().map(|(k, p)| (k.clone(), *p)).collect();
+        self.payload = Some(model.discovery_payload(&self.current, &removed));
+        self.payload.as_deref()
+    }
+
+    /// The payload HA should have now (for a reconnect or HA's birth).
+    pub fn payload(&self) -> Option<&str> {
+        self.payload.as_deref()
+    }
+}

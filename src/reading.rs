@@ -1,0 +1,205 @@
+//! What collectors produce: typed values with a stable key, a human name and
+//! the kind of quantity they are. Nothing here knows about MQTT or Home
+//! Assistant; `crate::discovery` maps a [`Kind`] to HA's vocabulary.
+
+use std::time::SystemTime;
+
+/// The kind of quantity a reading holds. It decides the unit, the device
+/// class and how the value is rounded, downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// 0–100, a share of something.
+    Percent,
+    /// A size in bytes.
+    Bytes,
+    /// A rate in bytes per second.
+    BytesPerSecond,
+    /// A duration in milliseconds.
+    Milliseconds,
+    /// A point in time.
+    Timestamp,
+    /// A plain count (processes, containers).
+    Count,
+    /// A load average: unitless, two decimals.
+    Load,
+    /// Free text (OS name, kernel release, version).
+    Text,
+    /// On/off where "on" is a problem (a container is unhealthy).
+    Problem,
+    /// On/off with no judgement attached (a reboot is required, a unit runs).
+    Flag,
+}
+
+/// One value. `Missing` is a value we know we cannot give this cycle (a rate
+/// on the first cycle): the entity exists but its state is unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Float(f64),
+    Int(u64),
+    Text(String),
+    Bool(bool),
+    Time(SystemTime),
+    Missing,
+}
+
+impl From<Option<f64>> for Value {
+    fn from(v: Option<f64>) -> Self {
+        v.map_or(Value::Missing, Value::Float)
+    }
+}
+
+/// One measurement of one entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Stable key, `[a-z0-9_]` only: the state JSON key and the tail of the
+    /// entity's unique_id. Built with [`key`] from parts that may come from
+    /// the host (mount points, interface names).
+    pub key: String,
+    /// The entity name as HA shows it after the device name ("CPU usage").
+    pub name: String,
+    /// The kind of quantity.
+    pub kind: Kind,
+    /// Diagnostic readings are shown apart from the primary ones in HA.
+    pub diagnostic: bool,
+    /// Off unless the user asks for it (HA's "disabled by default").
+    pub enabled_by_default: bool,
+    /// The value itself.
+    pub value: Value,
+}
+
+impl Reading {
+    /// A primary reading, enabled by default.
+    pub fn new(key: impl Into<String>, name: impl Into<String>, kind: Kind, value: impl Into<Value>) -> Self {
+        Reading {
+            key: key.into(),
+            name: name.into(),
+            kind,
+            diagnostic: false,
+            enabled_by_default: true,
+            value: value.into(),
+        }
+    }
+
+    /// Marks the reading as diagnostic (HA's entity_category).
+    pub fn diagnostic(mut self) -> Self {
+        self.diagnostic = true;
+        self
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<SystemTime> for Value {
+    fn from(v: SystemTime) -> Self {
+        Value::Time(v)
+    }
+}
+
+/// Builds a reading key from fixed parts and parts that come from the host.
+///
+/// Every part is lower-cased and anything outside `[a-z0-9]` becomes `_`
+/// (runs collapsed, ends trimmed), so a mount point or an interface name can
+/// never put `+`, `#` or `/` into a topic, unique_id or entity id. Separators
+/// people use in names (`/ - . _`) map to `_` quietly; when a part held any
+/// other character, a short hash of the raw part is appended so two names
+/// that differ only there ("/mnt/a b" and "/mnt/a#b") still get distinct,
+/// stable keys. The root directory `/` is `root`, so the root filesystem's
+/// entities read `disk_root_used`.
+pub fn key(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        let slug = if *part == "/" {
+            "root".to_string()
+        } else {
+            slug(part)
+        };
+        let lossy = part
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '.' | '_')));
+        let piece = match (slug.is_empty(), lossy) {
+            (true, _) => format!("x{:04x}", short_hash(part)),
+            (false, true) => format!("{slug}_{:04x}", short_hash(part)),
+            (false, false) => slug,
+        };
+        if !out.is_empty() {
+            out.push('_');
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// Lower-case, `[a-z0-9_]`, runs of anything else collapsed to one `_`.
+pub fn slug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// FNV-1a folded to 16 bits: stable across runs and builds (unlike std's
+/// hasher), which is what a unique_id needs.
+fn short_hash(s: &str) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    ((h >> 16) ^ (h & 0xffff)) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_maps_common_separators_quietly() {
+        assert_eq!(key(&["disk", "/var/lib", "used"]), "disk_var_lib_used");
+        assert_eq!(key(&["net", "wg-home", "rx"]), "net_wg_home_rx");
+    }
+
+    #[test]
+    fn key_never_carries_topic_wildcards_and_stays_distinct() {
+        let a = key(&["disk", "/mnt/a+b", "used"]);
+        let b = key(&["disk", "/mnt/a#b", "used"]);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert_ne!(a, b);
+        assert_eq!(a, key(&["disk", "/mnt/a+b", "used"]), "stable");
+    }
+
+    #[test]
+    fn key_of_the_root_directory_is_root() {
+        assert_eq!(key(&["disk", "/", "used"]), "disk_root_used");
+    }
+
+    #[test]
+    fn key_of_a_name_with_nothing_usable_is_a_stable_hash() {
+        let k = key(&["net", "ü", "rx"]);
+        assert!(k.starts_with("net_x") && k.ends_with("_rx"), "{k}");
+    }
+}

@@ -1,0 +1,390 @@
+//! The agent against a real Mosquitto: what a subscriber sees, and what
+//! happens when the agent, the broker or the connection goes away.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn topics(node: &str) -> (String, String, String) {
+    (
+        format!("homeassistant/device/{node}/config"),
+        format!("host2mqtt/{node}/state"),
+        format!("host2mqtt/{node}/availability"),
+    )
+}
+
+#[test]
+fn discovery_state_and_availability_reach_a_subscriber() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "#");
+    let _agent = Agent::start(&test_config(broker.port, "t_basic", ""), &[]);
+    let (disc, state, avail) = topics("t_basic");
+
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    let d = json(&rec.wait_for(&disc, SECS(10), |_| true).payload);
+    assert_eq!(d["dev"]["identifiers"][0], "host2mqtt_t_basic");
+    assert_eq!(d["o"]["name"], "host2mqtt");
+    assert_eq!(d["state_topic"], state);
+    assert_eq!(d["availability_topic"], avail);
+    let cmps = d["cmps"].as_object().expect("cmps");
+    for key in [
+        "cpu_usage",
+        "memory_used",
+        "load_1m",
+        "boot_time",
+        "last_seen",
+        "version",
+    ] {
+        let c = &cmps[key];
+        assert_eq!(c["unique_id"], format!("host2mqtt_t_basic_{key}"), "{key}");
+        assert!(c["default_entity_id"]
+            .as_str()
+            .expect("id")
+            .ends_with(&format!("t_basic_{key}")));
+        assert!(c.get("object_id").is_none(), "object_id is deprecated");
+    }
+    assert!(
+        cmps["cpu_usage"]["expire_after"].as_u64() == Some(3),
+        "3 x 1s interval"
+    );
+    assert!(
+        cmps["last_seen"].get("expire_after").is_none(),
+        "last seen must outlive silence"
+    );
+
+    // Two states a second apart: the second has rates.
+    let first = rec.wait_for(&state, SECS(10), |_| true);
+    let second = rec.wait_for(&state, SECS(10), |m| {
+        m.at > first.at && json(&m.payload)["cpu_usage"].is_number()
+    });
+    let s = json(&second.payload);
+    assert!(!second.retain, "state is not retained");
+    for key in cmps.keys() {
+        assert!(s.get(key).is_some(), "state has no {key}: {s}");
+    }
+
+    // A subscriber that comes later gets discovery and online, retained.
+    let late = Recorder::start(broker.port, "#");
+    late.wait_for(&disc, SECS(5), |m| m.retain);
+    late.wait_for(&avail, SECS(5), |m| m.retain && m.payload == "online");
+
+    // Discovery is not re-sent every cycle.
+    std::thread::sleep(SECS(3));
+    assert_eq!(rec.on(&disc).len(), 1, "discovery published more than once");
+}
+
+#[test]
+fn sigkill_makes_the_broker_publish_offline() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let mut agent = Agent::start(&test_config(broker.port, "t_kill", ""), &[]);
+    let (_, _, avail) = topics("t_kill");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    agent.signal("KILL");
+    agent.wait_exit(SECS(5));
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "offline");
+    // Live subscribers get retain=0 (MQTT 3.1.1); a later one sees it kept.
+    let late = Recorder::start(broker.port, "host2mqtt/#");
+    late.wait_for(&avail, SECS(5), |m| m.retain && m.payload == "offline");
+}
+
+#[test]
+fn sigterm_publishes_offline_before_exit() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let mut agent = Agent::start(&test_config(broker.port, "t_term", ""), &[]);
+    let (_, _, avail) = topics("t_term");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    agent.signal("TERM");
+    let status = agent.wait_exit(SECS(5));
+    assert!(status.success(), "exit status {status:?}; log:\n{}", agent.log());
+    rec.wait_for(&avail, SECS(2), |m| m.payload == "offline");
+    // A clean DISCONNECT: the broker saw no will to publish.
+    let log = broker.log();
+    assert!(
+        !log.contains("closed its connection") || log.contains("disconnected"),
+        "{log}"
+    );
+}
+
+#[test]
+fn broker_restart_republishes_discovery_and_online() {
+    let mut broker = Broker::start();
+    let rec = Recorder::start(broker.port, "#");
+    let agent = Agent::start(&test_config(broker.port, "t_restart", ""), &[]);
+    let (disc, state, avail) = topics("t_restart");
+    rec.wait_for(&disc, SECS(10), |_| true);
+
+    broker.kill();
+    // Collection keeps its rhythm while the broker is away (5 cycles).
+    std::thread::sleep(SECS(5));
+    broker.restart();
+    let back = Instant::now();
+    rec.wait_for(&avail, SECS(15), |m| m.at > back && m.payload == "online");
+    rec.wait_for(&disc, SECS(5), |m| m.at > back);
+    rec.wait_for(&state, SECS(5), |m| m.at > back);
+    // Stale states were dropped, not queued and replayed.
+    std::thread::sleep(Duration::from_millis(500));
+    let burst = rec
+        .on(&state)
+        .iter()
+        .filter(|m| m.at > back && m.at < back + SECS(1))
+        .count();
+    assert!(burst <= 2, "{burst} states replayed right after reconnect");
+    assert!(agent.log().contains("connection lost"), "{}", agent.log());
+}
+
+#[test]
+fn ha_birth_makes_the_agent_announce_again() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "#");
+    let _agent = Agent::start(&test_config(broker.port, "t_birth", ""), &[]);
+    let (disc, _, avail) = topics("t_birth");
+    rec.wait_for(&disc, SECS(10), |_| true);
+    let before = Instant::now();
+    rec.publish("homeassistant/status", "online", false);
+    rec.wait_for(&disc, SECS(6), |m| m.at > before);
+    rec.wait_for(&avail, SECS(1), |m| m.at > before && m.payload == "online");
+    // Anything else on the status topic is not a birth.
+    let after = Instant::now();
+    rec.publish("homeassistant/status", "offline", false);
+    std::thread::sleep(SECS(4));
+    assert!(
+        rec.on(&disc).iter().all(|m| m.at < after),
+        "announced on 'offline'"
+    );
+}
+
+#[test]
+fn tls_with_ca_and_password_file() {
+    let dir = open_tempdir();
+    let certs = make_certs(dir.path(), "h2m-ca");
+    let pwfile = dir.path().join("passwd");
+    make_password_file(&pwfile, "agent", "s3cret-pw");
+    let tls_port = free_port();
+    let broker = Broker::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+        pwfile.display(),
+        certs.ca.display(),
+        certs.server_cert.display(),
+        certs.server_key.display()
+    ));
+    wait_for_port(tls_port, SECS(5));
+    let rec = Recorder::start_as(broker.port, "#", Some(("agent", "s3cret-pw")));
+    let secret = dir.path().join("mqtt-password");
+    write_file(&secret, "s3cret-pw\n");
+    let config = format!(
+        "interval = \"1s\"\nnode_id = \"t_tls\"\n[mqtt]\nhost = \"localhost\"\nport = {tls_port}\nusername = \"agent\"\npassword_file = \"{}\"\n[mqtt.tls]\nenabled = true\nca_file = \"{}\"\n",
+        secret.display(),
+        certs.ca.display()
+    );
+    let agent = Agent::start(&config, &[]);
+    let (disc, state, avail) = topics("t_tls");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    rec.wait_for(&disc, SECS(5), |_| true);
+    rec.wait_for(&state, SECS(5), |_| true);
+    let log = agent.log();
+    assert!(log.contains("mqtts://localhost"), "{log}");
+    assert!(!log.contains("s3cret-pw"), "the password was logged:\n{log}");
+}
+
+#[test]
+fn tls_client_certificate_is_accepted_and_a_wrong_ca_is_a_clear_error() {
+    let dir = open_tempdir();
+    let certs = make_certs(dir.path(), "h2m-ca");
+    let other = open_tempdir();
+    let wrong = make_certs(other.path(), "other-ca");
+    let tls_port = free_port();
+    let broker = Broker::start_with(&format!(
+        "allow_anonymous true\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        certs.ca.display(),
+        certs.server_cert.display(),
+        certs.server_key.display()
+    ));
+    wait_for_port(tls_port, SECS(5));
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let config = |ca: &std::path::Path, node: &str| {
+        format!(
+            "interval = \"1s\"\nnode_id = \"{node}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {tls_port}\n[mqtt.tls]\nenabled = true\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            ca.display(),
+            certs.client_cert.display(),
+            certs.client_key.display()
+        )
+    };
+    let _good = Agent::start(&config(&certs.ca, "t_cert"), &[]);
+    rec.wait_for("host2mqtt/t_cert/availability", SECS(10), |m| {
+        m.payload == "online"
+    });
+
+    let bad = Agent::start(&config(&wrong.ca, "t_wrongca"), &[]);
+    std::thread::sleep(SECS(3));
+    let log = bad.log();
+    assert!(
+        log.contains("cannot connect") && log.to_lowercase().contains("certificate"),
+        "{log}"
+    );
+    assert!(rec.on("host2mqtt/t_wrongca/availability").is_empty());
+}
+
+#[test]
+fn wrong_password_is_refused_clearly_and_retried_with_backoff() {
+    let dir = open_tempdir();
+    let pwfile = dir.path().join("passwd");
+    make_password_file(&pwfile, "agent", "right");
+    let broker = Broker::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\n",
+        pwfile.display()
+    ));
+    // Default backoff (1 s doubling up to 60 s): attempts near 0, 1, 3, 7 s.
+    let config = format!(
+        "interval = \"1s\"\nnode_id = \"t_badpw\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nusername = \"agent\"\npassword = \"wrong\"\n",
+        broker.port
+    );
+    let agent = Agent::start(&config, &[]);
+    std::thread::sleep(SECS(8));
+    let attempts = broker.log().matches("New connection from").count();
+    assert!(
+        (3..=6).contains(&attempts),
+        "{attempts} attempts in 8 s:\n{}",
+        broker.log()
+    );
+    let log = agent.log();
+    assert!(log.contains("not authorised"), "{log}");
+    assert!(!log.contains("wrong"), "the password was logged:\n{log}");
+}
+
+#[test]
+fn bad_config_exits_78_naming_the_key_and_publishes_nothing() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "#");
+    for (config, env, key) in [
+        (
+            test_config(broker.port, "t_bad", "[mqtt.tls]\nenabeld = true"),
+            vec![],
+            "enabeld",
+        ),
+        (
+            test_config(broker.port, "t_bad", ""),
+            vec![("HOST2MQTT__MQTT__PORT", "many")],
+            "mqtt.port",
+        ),
+        (
+            test_config(broker.port, "t_bad", "").replace("interval = \"1s\"", "interval = \"often\""),
+            vec![],
+            "interval",
+        ),
+    ] {
+        let mut agent = Agent::start(&config, &env);
+        let status = agent.wait_exit(SECS(5));
+        assert_eq!(status.code(), Some(78), "{}", agent.log());
+        assert!(
+            agent.log().contains(key),
+            "error does not name {key}: {}",
+            agent.log()
+        );
+    }
+    let dir = open_tempdir();
+    let out = std::process::Command::new(bin())
+        .args([
+            "--config",
+            &dir.path().join("missing.toml").display().to_string(),
+            "check",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rec.all().is_empty(), "published: {:?}", rec.all());
+}
+
+#[test]
+fn purge_removes_the_device_from_the_broker() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "#");
+    let config = test_config(broker.port, "t_purge", "");
+    let mut agent = Agent::start(&config, &[]);
+    let (disc, _, avail) = topics("t_purge");
+    rec.wait_for(&disc, SECS(10), |_| true);
+    agent.signal("TERM");
+    agent.wait_exit(SECS(5));
+
+    let dir = open_tempdir();
+    let conf = dir.path().join("c.toml");
+    write_file(&conf, &config);
+    let out = std::process::Command::new(bin())
+        .args(["--config", &conf.display().to_string(), "purge"])
+        .output()
+        .expect("purge");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    rec.wait_for(&disc, SECS(5), |m| m.payload.is_empty());
+    rec.wait_for(&avail, SECS(5), |m| m.payload.is_empty());
+    // Nothing retained is left for HA to find.
+    let late = Recorder::start(broker.port, "#");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        late.all().iter().all(|m| !m.topic.contains("t_purge")),
+        "{:?}",
+        late.all()
+    );
+}
+
+#[test]
+fn a_mount_that_disappears_loses_its_entities() {
+    let dir = open_tempdir();
+    let mnt = dir.path().join("scratch");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "h2m-test"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let guard = Unmount(mnt.clone());
+
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "homeassistant/#");
+    let extra = format!(
+        "[collectors.disk]\nmount_points_include = [\"{}\"]\nfs_types_exclude = []\n",
+        mnt.display()
+    );
+    let _agent = Agent::start(&test_config(broker.port, "t_mount", &extra), &[]);
+    let (disc, _, _) = topics("t_mount");
+    let first = json(&rec.wait_for(&disc, SECS(10), |_| true).payload);
+    let key = first["cmps"]
+        .as_object()
+        .expect("cmps")
+        .keys()
+        .find(|k| k.starts_with("disk_") && k.ends_with("_used") && !k.contains("inodes"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no disk entity for the tmpfs: {first}"));
+
+    drop(guard);
+    let t = Instant::now();
+    let removal = json(&rec.wait_for(&disc, SECS(10), |m| m.at > t).payload);
+    assert_eq!(
+        removal["cmps"][&key],
+        serde_json::json!({"p": "sensor"}),
+        "HA's removal stub"
+    );
+    let t2 = Instant::now();
+    let after = json(&rec.wait_for(&disc, SECS(10), |m| m.at > t2).payload);
+    assert!(
+        after["cmps"].get(&key).is_none(),
+        "{key} still announced: {after}"
+    );
+}
