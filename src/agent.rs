@@ -165,7 +165,9 @@ impl Agent {
     pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
         self.readings = self.collect(tick);
         self.state = Some(self.model.state_payload(&self.readings));
-        self.announcer.update(&self.model, &self.readings).map(str::to_owned)
+        self.announcer
+            .update(&self.model, &self.readings)
+            .map(str::to_owned)
     }
 
     /// The readings of the last cycle.

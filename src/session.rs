@@ -219,28 +219,25 @@ impl Session {
                 Ok(_) => {}
                 Err(ConnectionError::RequestsDone) => return,
                 Err(e) => {
+                    let error = describe(&e);
+                    let delay = self.backoff.delay(failures, fastrand::f64());
+                    let retry_in_ms = delay.as_millis() as u64;
                     if connected {
                         connected = false;
-                        tracing::warn!(broker = %self.endpoint, error = %e, "connection lost");
+                        tracing::warn!(broker = %self.endpoint, error = %error, retry_in_ms, "connection lost");
+                        last_error.clone_from(&error);
                         if events.send(SessionEvent::Disconnected).await.is_err() {
                             return;
                         }
-                    }
-                    let delay = self.backoff.delay(failures, fastrand::f64());
-                    failures = failures.saturating_add(1);
-                    let error = describe(&e);
-                    // One line when the cause changes, then a reminder every
-                    // tenth attempt: a broker down for a day is not 1,440 lines.
-                    if error != last_error || failures % 10 == 0 {
-                        tracing::warn!(
-                            broker = %self.endpoint, attempt = failures, error = %error,
-                            retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
-                            "cannot connect"
-                        );
+                    } else if error != last_error || (failures + 1) % 10 == 0 {
+                        // One line when the cause changes, then a reminder every
+                        // tenth attempt: a broker down for a day is not 1,440 lines.
+                        tracing::warn!(broker = %self.endpoint, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
                         last_error = error;
                     } else {
-                        tracing::debug!(attempt = failures, error = %error, "cannot connect");
+                        tracing::debug!(attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
                     }
+                    failures = failures.saturating_add(1);
                     tokio::time::sleep(delay).await;
                 }
             }

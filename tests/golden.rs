@@ -1,0 +1,65 @@
+//! Golden output: what `check --json` publishes for the captured `vm`
+//! fixture host, compared byte for byte so that any change to discovery
+//! shows up as a reviewed diff. Regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --test golden`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+
+/// Values that depend on the machine running the test (statvfs of the real
+/// filesystem under the fixture root) or on the clock.
+fn is_volatile(key: &str) -> bool {
+    key.starts_with("disk_") || matches!(key, "last_seen" | "cycle_duration" | "version")
+}
+
+fn compare(name: &str, actual: &str) {
+    let path = Path::new(GOLDEN).join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{name} differs from the golden file; review the change and regenerate with UPDATE_GOLDEN=1.\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+#[test]
+fn check_json_of_the_fixture_host_matches_golden() {
+    let dir = open_tempdir();
+    let conf = dir.path().join("c.toml");
+    write_file(
+        &conf,
+        &format!(
+            "node_id = \"golden\"\n[host]\nproc = \"{FIXTURES}/proc/vm/t0\"\nsys = \"{FIXTURES}/sys/vm\"\nroot = \"{FIXTURES}/root/vm\"\n"
+        ),
+    );
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&conf)
+        .args(["check", "--json"])
+        .output()
+        .expect("run check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let msgs = json(&String::from_utf8_lossy(&out.stdout));
+    let discovery = &msgs[1]["payload"];
+    let mut discovery_text = serde_json::to_string_pretty(discovery).expect("json");
+    discovery_text = discovery_text.replace(&format!("\"{}\"", env!("CARGO_PKG_VERSION")), "\"<version>\"");
+    compare("discovery.json", &(discovery_text + "\n"));
+
+    let mut state = msgs[2]["payload"].as_object().expect("state object").clone();
+    for (k, v) in state.iter_mut() {
+        if is_volatile(k) {
+            *v = serde_json::Value::String("<varies>".into());
+        }
+    }
+    let state_text = serde_json::to_string_pretty(&state).expect("json") + "\n";
+    compare("state.json", &state_text);
+}
