@@ -70,15 +70,25 @@ impl CollectError {
 
 /// Reads a whole (small) file, naming it in the error.
 pub fn read_file(path: &Path) -> Result<String, CollectError> {
-    std::fs::read_to_string(path).map_err(|source| CollectError::Io {
+    read_sized(path).map_err(|source| CollectError::Io {
         path: path.to_path_buf(),
         source,
     })
 }
 
+/// Like `fs::read_to_string`, but /proc files report size 0, which makes
+/// std start at 32 bytes and double: six reads for /proc/stat. Starting at
+/// 8 KiB takes one or two.
+fn read_sized(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(8192);
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Reads a file that may legitimately be absent: `Ok(None)` when it is not there.
 pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
-    match std::fs::read_to_string(path) {
+    match read_sized(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(CollectError::Io {

@@ -2,7 +2,7 @@
 //! run, which OS and kernel, whether it waits for a reboot.
 
 use std::ffi::OsStr;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use procfs_core::KernelStats;
 
@@ -11,17 +11,44 @@ use super::{read_parsed, CollectError, Collector, Tick};
 use crate::host::{kernel_release, os_release, HostPaths};
 use crate::reading::{Kind, Reading, Value};
 
+/// How long boot time, OS and kernel are kept before being read again.
+/// They change at boot (which restarts us) or at an OS upgrade; /proc/stat
+/// is one of the dearer files to generate on a many-core host.
+const STATIC_REFRESH: Duration = Duration::from_secs(600);
+
 /// Reports boot time, process count, OS, kernel and the reboot flag.
 #[derive(Debug)]
 pub struct SystemCollector {
     /// Where the host's /proc and / are.
     paths: HostPaths,
+    /// Boot time, OS and kernel readings, and when they were read.
+    facts: Option<(Instant, Vec<Reading>)>,
 }
 
 impl SystemCollector {
     /// A collector reading `<proc>` and a few files under `<root>`.
     pub fn new(paths: HostPaths) -> Self {
-        SystemCollector { paths }
+        SystemCollector { paths, facts: None }
+    }
+
+    /// Boot time, OS and kernel: the facts that change at boot or upgrade.
+    fn read_facts(&self) -> Result<Vec<Reading>, CollectError> {
+        let stats = read_parsed(&self.paths.proc("stat"), parse_stat)?;
+        let mut facts = vec![Reading::new(
+            "boot_time",
+            "Boot time",
+            Kind::Timestamp,
+            boot_time_of(&stats),
+        )];
+        // A root without os-release (a minimal container image mounted as
+        // the "host") has no OS to name: no reading rather than an error.
+        if let Some(release) = os_release(&self.paths) {
+            facts.push(Reading::new("os", "Operating system", Kind::Text, release.pretty_name).diagnostic());
+        }
+        if let Some(kernel) = kernel_release(&self.paths) {
+            facts.push(Reading::new("kernel", "Kernel", Kind::Text, kernel).diagnostic());
+        }
+        Ok(facts)
     }
 
     /// How many processes `<proc>` lists.
@@ -56,32 +83,25 @@ impl Collector for SystemCollector {
         "system"
     }
 
-    fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let stats = read_parsed(&self.paths.proc("stat"), parse_stat)?;
-        out.push(Reading::new(
-            "boot_time",
-            "Boot time",
-            Kind::Timestamp,
-            boot_time_of(&stats),
-        ));
+    fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+        let fresh =
+            matches!(&self.facts, Some((at, _)) if tick.mono.saturating_duration_since(*at) < STATIC_REFRESH);
+        if !fresh {
+            self.facts = Some((tick.mono, self.read_facts()?));
+        }
+        if let Some((_, facts)) = &self.facts {
+            out.extend_from_slice(facts);
+        }
         out.push(Reading::new(
             "processes",
             "Processes",
             Kind::Count,
             self.count_processes()?,
         ));
-        // A root without os-release (a minimal container image mounted as
-        // the "host") has no OS to name: no reading rather than an error.
-        if let Some(release) = os_release(&self.paths) {
-            out.push(Reading::new("os", "Operating system", Kind::Text, release.pretty_name).diagnostic());
-        }
-        if let Some(kernel) = kernel_release(&self.paths) {
-            out.push(Reading::new("kernel", "Kernel", Kind::Text, kernel).diagnostic());
-        }
         out.push(Reading::new(
             "reboot_required",
             "Reboot required",
-            Kind::Problem,
+            Kind::Flag,
             self.reboot_required(),
         ));
         Ok(())
@@ -133,9 +153,9 @@ mod tests {
                 keyed_values(out),
                 [
                     ("boot_time".to_string(), booted.clone()),
-                    ("processes".to_string(), Value::Int(processes)),
                     text("os", "Debian GNU/Linux 12 (bookworm)"),
                     text("kernel", "6.18.44-fc-v669"),
+                    ("processes".to_string(), Value::Int(processes)),
                     ("reboot_required".to_string(), Value::Bool(false)),
                 ]
             );
@@ -148,11 +168,34 @@ mod tests {
             shape,
             [
                 ("Boot time", Kind::Timestamp, false),
-                ("Processes", Kind::Count, false),
                 ("Operating system", Kind::Text, true),
                 ("Kernel", Kind::Text, true),
-                ("Reboot required", Kind::Problem, false),
+                ("Processes", Kind::Count, false),
+                ("Reboot required", Kind::Flag, false),
             ]
+        );
+    }
+
+    #[test]
+    fn os_and_kernel_are_read_again_only_after_the_refresh_interval() {
+        let start = Instant::now();
+        let mut c = SystemCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"));
+        collect_once(&mut c, &tick_at(start, 0));
+        c.paths = fixture_paths("proc/vm/t0", "sys/vm", "root/reboot");
+        let cached = collect_once(&mut c, &tick_at(start, 30));
+        assert_eq!(
+            value_of(&cached, "os"),
+            Value::Text("Debian GNU/Linux 12 (bookworm)".into())
+        );
+        assert_eq!(
+            value_of(&cached, "reboot_required"),
+            Value::Bool(true),
+            "the flag is not cached"
+        );
+        let refreshed = collect_once(&mut c, &tick_at(start, 601));
+        assert_eq!(
+            value_of(&refreshed, "os"),
+            Value::Text("Ubuntu 24.04.1 LTS".into())
         );
     }
 

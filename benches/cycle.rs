@@ -1,0 +1,58 @@
+//! Cost of one collection cycle on this machine, per collector and whole:
+//! `cargo bench --bench cycle`. Wall time per call (median and p90 over
+//! many cycles), so it includes the kernel's work generating /proc files,
+//! which is most of it. A measurement, not a test.
+
+use std::time::{Duration, Instant};
+
+use host2mqtt::agent::Agent;
+use host2mqtt::collector::{self, Tick};
+use host2mqtt::config::Config;
+
+const ROUNDS: usize = 500;
+
+fn stats(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    (ms(v[v.len() / 2]), ms(v[v.len() * 9 / 10]))
+}
+
+fn main() {
+    let cfg = Config::load(
+        None,
+        std::env::vars().filter(|(k, _)| k.starts_with("HOST2MQTT__")),
+    )
+    .expect("config");
+    println!(
+        "{:<10} {:>10} {:>10} {:>9}",
+        "collector", "median ms", "p90 ms", "readings"
+    );
+    for mut c in collector::from_config(&cfg) {
+        let mut out = Vec::new();
+        let mut times = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            out.clear();
+            let tick = Tick::now();
+            let t = Instant::now();
+            let _ = c.collect(&tick, &mut out);
+            times.push(t.elapsed());
+        }
+        let (med, p90) = stats(times);
+        println!("{:<10} {med:>10.3} {p90:>10.3} {:>9}", c.name(), out.len());
+    }
+    let mut agent = Agent::new(&cfg, collector::from_config(&cfg));
+    let mut times = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        agent.cycle(&Tick::now());
+        times.push(t.elapsed());
+    }
+    let (med, p90) = stats(times);
+    let state = agent.state().map_or(0, str::len);
+    println!(
+        "{:<10} {med:>10.3} {p90:>10.3} {:>9}",
+        "cycle",
+        agent.readings().len()
+    );
+    println!("(whole cycle = collectors + state JSON of {state} bytes + discovery check)");
+}
