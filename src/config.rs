@@ -555,12 +555,35 @@ fn describe(e: config::ConfigError, file: Option<&Path>) -> ConfigError {
             key: Some(key),
             error,
             ..
-        } => ConfigError::Key {
-            key,
-            message: format!("{}{where_}", strip_key_suffix(&error.to_string())),
-        },
-        other => ConfigError::Invalid(format!("{other}{where_}")),
+        } => {
+            let message = strip_key_suffix(&error.to_string());
+            // serde names an unknown field apart from its table; join them
+            // so the user sees the key as they wrote it (`mqtt.hots`).
+            let key = match unknown_field(&message) {
+                Some(field) => format!("{key}.{field}"),
+                None => key,
+            };
+            ConfigError::Key {
+                key,
+                message: format!("{message}{where_}"),
+            }
+        }
+        other => {
+            let message = other.to_string();
+            match unknown_field(&message) {
+                Some(field) => ConfigError::Key {
+                    key: field.to_string(),
+                    message: format!("{message}{where_}"),
+                },
+                None => ConfigError::Invalid(format!("{message}{where_}")),
+            }
+        }
     }
+}
+
+/// The field serde reports as unknown ("unknown field `hots`, expected …").
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
 }
 
 fn strip_key_suffix(s: &str) -> String {
@@ -602,7 +625,7 @@ mod tests {
         let err = load_str("[mqtt]\nhots = \"x\"\n", &[])
             .expect_err("must fail")
             .to_string();
-        assert!(err.contains("hots"), "{err}");
+        assert!(err.contains("`mqtt.hots`"), "{err}");
         assert!(err.contains("expected one of"), "{err}");
     }
 
@@ -654,7 +677,7 @@ mod tests {
         let err = load_str("", &[("HOST2MQTT__MQTT__HOTS", "x")])
             .expect_err("must fail")
             .to_string();
-        assert!(err.contains("hots"), "{err}");
+        assert!(err.contains("`mqtt.hots`"), "{err}");
     }
 
     #[test]
