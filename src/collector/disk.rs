@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use procfs_core::process::MountInfos;
 use procfs_core::{FromRead, ProcError};
@@ -14,7 +16,7 @@ use super::filter::NameFilter;
 use super::{read_file, CollectError, Collector, Tick};
 use crate::config::DiskConfig;
 use crate::host::HostPaths;
-use crate::reading::{key, Kind, Reading};
+use crate::reading::{key, Kind, Reading, Value};
 
 /// Measures a filesystem: statvfs(2) normally, a table in tests.
 pub type StatFs = fn(&Path) -> io::Result<FsStats>;
@@ -31,6 +33,36 @@ pub struct DiskCollector {
     /// How a mount point is measured; the seam that lets tests give exact
     /// numbers for mounts this machine does not have.
     stat_fs: StatFs,
+    /// Mount points whose statvfs is still running in its own thread: a
+    /// network filesystem whose server went away blocks it for minutes.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    /// How long to wait for a filesystem that may hang.
+    stat_timeout: Duration,
+    /// Mount points reported as hung (logged once, and once on recovery).
+    hung: HashSet<String>,
+}
+
+/// How long a network or FUSE filesystem gets to answer statvfs.
+const STAT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The answer of a statvfs that may hang.
+enum Bounded {
+    Done(io::Result<FsStats>),
+    /// No answer within the timeout.
+    TimedOut,
+    /// An earlier call has still not returned.
+    StillRunning,
+}
+
+/// Filesystems reached over a network or through a user-space daemon: the
+/// ones whose statvfs can block for minutes when the far side is gone.
+/// Local filesystems are measured inline (a thread each would cost more
+/// than the call).
+fn may_hang(fs_type: &str) -> bool {
+    matches!(
+        fs_type,
+        "nfs" | "nfs4" | "cifs" | "smb3" | "smbfs" | "ceph" | "glusterfs" | "9p" | "afs" | "lustre" | "davfs"
+    ) || fs_type.starts_with("fuse")
 }
 
 /// One line of mountinfo, the parts we use.
@@ -85,6 +117,47 @@ impl DiskCollector {
                 &config.fs_types_exclude,
             ),
             stat_fs: statvfs_stats,
+            in_flight: Arc::default(),
+            stat_timeout: STAT_TIMEOUT,
+            hung: HashSet::new(),
+        }
+    }
+
+    /// statvfs in a thread of its own, waited for `stat_timeout`. While it
+    /// has not returned, the mount counts as hung and no second thread is
+    /// started for it; the thread clears the mark when the call returns.
+    fn stat_bounded(&self, mount_point: &str, at: std::path::PathBuf) -> Bounded {
+        {
+            let Ok(mut in_flight) = self.in_flight.lock() else {
+                return Bounded::StillRunning;
+            };
+            if !in_flight.insert(mount_point.to_string()) {
+                return Bounded::StillRunning;
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let in_flight = Arc::clone(&self.in_flight);
+        let stat_fs = self.stat_fs;
+        let name = mount_point.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("statvfs".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let result = stat_fs(&at);
+                if let Ok(mut set) = in_flight.lock() {
+                    set.remove(&name);
+                }
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            if let Ok(mut set) = self.in_flight.lock() {
+                set.remove(mount_point);
+            }
+            return Bounded::Done(Err(e));
+        }
+        match rx.recv_timeout(self.stat_timeout) {
+            Ok(result) => Bounded::Done(result),
+            Err(_) => Bounded::TimedOut,
         }
     }
 
@@ -114,7 +187,39 @@ impl Collector for DiskCollector {
         let mounts = parse_mountinfo(&text).map_err(|e| CollectError::parse(&path, e))?;
         for mount in select_mounts(mounts, &self.mount_points, &self.fs_types) {
             let at = self.paths.root(&mount.mount_point);
-            match (self.stat_fs)(&at) {
+            let result = if may_hang(&mount.fs_type) {
+                match self.stat_bounded(&mount.mount_point, at.clone()) {
+                    Bounded::Done(result) => {
+                        if self.hung.remove(&mount.mount_point) {
+                            tracing::info!(mount_point = %mount.mount_point, "statvfs answers again");
+                        }
+                        result
+                    }
+                    hung => {
+                        if matches!(hung, Bounded::TimedOut) && self.hung.insert(mount.mount_point.clone()) {
+                            tracing::warn!(mount_point = %mount.mount_point, fs_type = %mount.fs_type, timeout_ms = self.stat_timeout.as_millis() as u64, "statvfs does not answer; its entities show no value until it does");
+                        }
+                        // The mount is there but not answering: keep its
+                        // entities (inodes too), without values.
+                        let shape = FsStats {
+                            files: 1,
+                            ..FsStats::default()
+                        };
+                        out.extend(
+                            disk_readings(&mount.mount_point, &shape)
+                                .into_iter()
+                                .map(|r| Reading {
+                                    value: Value::Missing,
+                                    ..r
+                                }),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                (self.stat_fs)(&at)
+            };
+            match result {
                 // A filesystem without blocks (proc, sysfs let in by a wide
                 // filter) has no usage to speak of.
                 Ok(stats) if stats.blocks == 0 => {
@@ -411,6 +516,72 @@ mod tests {
             value_of(&second, &key(&["disk", "/mnt/my disk", "used"])),
             Value::Missing
         );
+    }
+
+    /// The NFS share of the `containers` fixture, when it answers.
+    const NAS: FsStats = FsStats {
+        block_size: 4096,
+        blocks: 100,
+        blocks_free: 50,
+        blocks_available: 50,
+        files: 10,
+        files_free: 5,
+    };
+
+    /// Like `fake_stat`, but the NFS share hangs for a second and a half.
+    fn hanging_stat(path: &Path) -> io::Result<FsStats> {
+        if path == Path::new("/mnt/nas") {
+            std::thread::sleep(Duration::from_millis(1500));
+            return Ok(NAS);
+        }
+        fake_stat(path)
+    }
+
+    #[test]
+    fn a_hanging_network_mount_keeps_its_entities_without_values_and_blocks_nothing() {
+        let paths = HostPaths {
+            proc: fixture("proc/containers"),
+            ..HostPaths::default()
+        };
+        let mut c = DiskCollector::new(paths, &DiskConfig::default());
+        c.stat_fs = hanging_stat;
+        c.stat_timeout = Duration::from_millis(200);
+        let nas = key(&["disk", "/mnt/nas", "used"]);
+        let start = Instant::now();
+
+        let first = collect_once(&mut c, &tick_at(start, 0));
+        assert!(
+            start.elapsed() < Duration::from_millis(1000),
+            "waited for the hung mount"
+        );
+        assert_eq!(value_of(&first, &nas), Value::Missing);
+        assert_eq!(
+            value_of(&first, "disk_home_used"),
+            Value::Float(75.0),
+            "others still measured"
+        );
+        assert!(first
+            .iter()
+            .any(|r| r.key == key(&["disk", "/mnt/nas", "inodes_used"])));
+
+        // Still running: no second thread, no wait at all.
+        let again = Instant::now();
+        let second = collect_once(&mut c, &tick_at(start, 10));
+        assert!(again.elapsed() < Duration::from_millis(100));
+        assert_eq!(value_of(&second, &nas), Value::Missing);
+
+        // Once the call returns, the mount is measured again.
+        std::thread::sleep(Duration::from_millis(1500));
+        c.stat_fs = fake_stat_answering;
+        let third = collect_once(&mut c, &tick_at(start, 20));
+        assert_eq!(value_of(&third, &nas), Value::Float(50.0));
+    }
+
+    fn fake_stat_answering(path: &Path) -> io::Result<FsStats> {
+        if path == Path::new("/mnt/nas") {
+            return Ok(NAS);
+        }
+        fake_stat(path)
     }
 
     #[test]
