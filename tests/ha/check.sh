@@ -121,8 +121,8 @@ envval() { sed -n "s/^$1=//p" "$HA_ENV" | tail -n 1; }
 log "harness $HARNESS, state $STATE, work dir $WORK"
 log "setup.sh (idempotent; the first run takes minutes and needs the package registries)"
 T=$EPOCHREALTIME
-if ! "$HARNESS/setup.sh" > "$WORK/setup.log" 2>&1; then
-  fatal "harness setup.sh" "$(tail -n 30 "$WORK/setup.log")"
+if ! "$HARNESS/setup.sh" 2>&1 | tee "$WORK/setup.log" | indent; then
+  fatal "harness setup.sh" "(its output is above)"
 fi
 log "setup.sh done in $(elapsed "$T")s"
 
@@ -223,8 +223,12 @@ log "host2mqtt run (pid $AGENT_PID, node_id $NODE, interval ${INTERVAL_S}s, brok
 
 # --- 5. the checks -----------------------------------------------------------------
 echo "== discovery"
-check "device and every entity of \`host2mqtt check --json\` appear in HA" "${CHECK[@]}" discovered --timeout 20 ||
-  fatal "discovery" "$(tail -n 20 "$AGENT_LOG")"
+if ! check "device and every entity of \`host2mqtt check --json\` appear in HA" "${CHECK[@]}" discovered --timeout 20; then
+  echo "agent log:"
+  indent < "$AGENT_LOG"
+  summary
+  exit 1
+fi
 check "device registry: identifiers, name = host name, manufacturer/model from os-release, sw_version = kernel" \
   "${CHECK[@]}" device
 check "entities: entity_id = default_entity_id; unit, device_class, state_class, entity_category as announced" \
