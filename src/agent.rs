@@ -137,6 +137,7 @@ impl Agent {
                 }
             }
         }
+        drop_duplicate_keys(&mut readings);
         readings.push(Reading::new("last_seen", "Last seen", Kind::Timestamp, tick.wall));
         readings.push(
             Reading::new(
@@ -197,6 +198,25 @@ impl Agent {
         }
         out
     }
+}
+
+/// Keeps the first reading of each key. Two host names can slug to the
+/// same key ("/srv/a-b" and "/srv/a.b"); a state JSON with the key twice
+/// would let one silently overwrite the other. The usual case (no
+/// duplicates) costs one small set of borrowed keys.
+fn drop_duplicate_keys(readings: &mut Vec<Reading>) {
+    let mut seen = std::collections::HashSet::with_capacity(readings.len());
+    if readings.iter().all(|r| seen.insert(r.key.as_str())) {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    readings.retain(|r| {
+        let first = seen.insert(r.key.clone());
+        if !first {
+            tracing::debug!(key = %r.key, name = %r.name, "dropping a reading whose key is taken");
+        }
+        first
+    });
 }
 
 fn publish(publisher: &Publisher, topic: &str, payload: &str, retain: bool) {
@@ -297,5 +317,98 @@ pub async fn run(
 fn announce(agent: &Agent, publisher: &Publisher) {
     for (topic, payload, retain) in agent.announcement() {
         publish(publisher, &topic, &payload, retain);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::CollectError;
+
+    /// A collector whose next results the test sets.
+    struct Scripted {
+        results: Vec<Result<Vec<Reading>, ()>>,
+    }
+
+    impl Collector for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+            match self.results.remove(0) {
+                Ok(readings) => {
+                    out.extend(readings);
+                    Ok(())
+                }
+                Err(()) => Err(CollectError::parse(std::path::Path::new("/proc/x"), "garbage")),
+            }
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            node_id: "t".into(),
+            ..Config::default()
+        }
+    }
+
+    fn value(agent: &Agent, key: &str) -> Option<Value> {
+        agent
+            .readings()
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.value.clone())
+    }
+
+    #[test]
+    fn a_failing_collector_keeps_its_entities_without_values_and_others_go_on() {
+        let ok = |v: f64| Ok(vec![Reading::new("x_used", "X used", Kind::Percent, v)]);
+        let failing = Scripted {
+            results: vec![ok(1.0), Err(()), ok(3.0)],
+        };
+        let steady = Scripted {
+            results: vec![ok(5.0), ok(6.0), ok(7.0)]
+                .into_iter()
+                .map(|r| {
+                    r.map(|mut v| {
+                        v[0].key = "y_used".into();
+                        v
+                    })
+                })
+                .collect(),
+        };
+        let mut agent = Agent::new(&config(), vec![Box::new(failing), Box::new(steady)]);
+        let tick = Tick::now();
+        assert!(agent.cycle(&tick).is_some(), "first discovery");
+        assert!(agent.cycle(&tick).is_none(), "a failure is not an entity change");
+        assert_eq!(value(&agent, "x_used"), Some(Value::Missing));
+        assert_eq!(value(&agent, "y_used"), Some(Value::Float(6.0)));
+        agent.cycle(&tick);
+        assert_eq!(value(&agent, "x_used"), Some(Value::Float(3.0)));
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_first_reading() {
+        let dup = Scripted {
+            results: vec![Ok(vec![
+                Reading::new("k", "First", Kind::Count, 1u64),
+                Reading::new("k", "Second", Kind::Count, 2u64),
+            ])],
+        };
+        let mut agent = Agent::new(&config(), vec![Box::new(dup)]);
+        agent.cycle(&Tick::now());
+        let ks: Vec<_> = agent.readings().iter().filter(|r| r.key == "k").collect();
+        assert_eq!(ks.len(), 1);
+        assert_eq!(ks[0].name, "First");
+    }
+
+    #[test]
+    fn node_id_comes_from_the_host_name_made_topic_safe() {
+        let cfg = Config::default();
+        assert_eq!(node_id(&cfg, Some("nuc.home.lan")), "nuc_home_lan");
+        assert_eq!(node_id(&cfg, Some("pi-4")), "pi-4");
+        assert_eq!(node_id(&cfg, Some("a+b#c/d")), "a_b_c_d");
+        assert_eq!(node_id(&cfg, None), "host");
+        assert_eq!(node_id(&config(), Some("ignored")), "t");
     }
 }

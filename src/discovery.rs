@@ -378,7 +378,7 @@ pub fn display_value(r: &Reading) -> String {
 /// rebuilt when the entity set changes.
 #[derive(Debug, Default)]
 pub struct Announcer {
-    /// Entities in the last payload built.
+    /// Entities in the last payload built, in reading order.
     current: Vec<EntitySpec>,
     /// Components to remove in the next payload, with their platform.
     removed: BTreeMap<String, &'static str>,
@@ -387,13 +387,11 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    /// Updates the entity set from this cycle's readings; returns the new
-    /// discovery payload when it changed, `None` when HA already has it.
+    /// Updates the entity set from this cycle's readings (keys unique);
+    /// returns the new discovery payload when it changed, `None` when HA
+    /// already has it.
     pub fn update(&mut self, model: &Model, readings: &[Reading]) -> Option<&str> {
-        let mut specs: Vec<EntitySpec> = readings.iter().map(EntitySpec::of).collect();
-        specs.sort();
-        specs.dedup_by(|a, b| a.key == b.key);
-        if self.payload.is_some() && specs == self.current {
+        if self.payload.is_some() && self.has_shape_of(readings) {
             if self.removed.is_empty() {
                 return None;
             }
@@ -401,14 +399,14 @@ impl Announcer {
             // procedure is "stub, then omit", so send it once more without.
             self.removed.clear();
         } else {
+            let specs: Vec<EntitySpec> = readings.iter().map(EntitySpec::of).collect();
+            let keys: std::collections::HashSet<&str> = specs.iter().map(|s| s.key.as_str()).collect();
             for old in &self.current {
-                if specs.binary_search_by(|s| s.key.cmp(&old.key)).is_err() {
+                if !keys.contains(old.key.as_str()) {
                     self.removed.insert(old.key.clone(), old.platform());
                 }
             }
-            for s in &specs {
-                self.removed.remove(&s.key);
-            }
+            self.removed.retain(|k, _| !keys.contains(k.as_str()));
             self.current = specs;
         }
         let removed: Vec<(String, &'static str)> =
@@ -417,8 +415,128 @@ impl Announcer {
         self.payload.as_deref()
     }
 
+    /// True when `readings` describe the entities HA already has, in the
+    /// same order (collectors report in a stable order). Compared in place:
+    /// this runs every cycle and must not allocate.
+    fn has_shape_of(&self, readings: &[Reading]) -> bool {
+        self.current.len() == readings.len()
+            && self.current.iter().zip(readings).all(|(s, r)| {
+                s.key == r.key
+                    && s.name == r.name
+                    && s.kind == r.kind
+                    && s.diagnostic == r.diagnostic
+                    && s.enabled_by_default == r.enabled_by_default
+            })
+    }
+
     /// The payload HA should have now (for a reconnect or HA's birth).
     pub fn payload(&self) -> Option<&str> {
         self.payload.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model {
+            topics: Topics::new("homeassistant", "host2mqtt", "h1", "homeassistant/status"),
+            device: Device {
+                node_id: "h1".into(),
+                name: "h1".into(),
+                manufacturer: String::new(),
+                model: String::new(),
+                sw_version: String::new(),
+            },
+            expire_after: Duration::from_secs(90),
+        }
+    }
+
+    fn disk(mount: &str, used: f64) -> Reading {
+        Reading::new(
+            crate::reading::key(&["disk", mount, "used"]),
+            format!("Disk {mount} used"),
+            Kind::Percent,
+            used,
+        )
+    }
+
+    fn cmps(payload: &str) -> Map<String, Json> {
+        let v: Json = serde_json::from_str(payload).expect("json");
+        v["cmps"].as_object().expect("cmps").clone()
+    }
+
+    #[test]
+    fn discovery_is_built_once_while_the_entities_stay_the_same() {
+        let m = model();
+        let mut a = Announcer::default();
+        assert!(a.update(&m, &[disk("/", 1.0)]).is_some());
+        assert!(
+            a.update(&m, &[disk("/", 2.0)]).is_none(),
+            "a new value is not a new entity"
+        );
+    }
+
+    #[test]
+    fn a_vanished_entity_gets_a_removal_stub_then_is_omitted() {
+        let m = model();
+        let mut a = Announcer::default();
+        a.update(&m, &[disk("/", 1.0), disk("/mnt/usb", 1.0)]);
+        let stub = cmps(a.update(&m, &[disk("/", 1.0)]).expect("changed"));
+        assert_eq!(stub["disk_mnt_usb_used"], json!({"p": "sensor"}));
+        let after = cmps(
+            a.update(&m, &[disk("/", 1.0)])
+                .expect("sent again without the stub"),
+        );
+        assert!(!after.contains_key("disk_mnt_usb_used"));
+        assert!(a.update(&m, &[disk("/", 1.0)]).is_none());
+    }
+
+    #[test]
+    fn an_entity_that_comes_back_is_announced_whole_not_as_a_stub() {
+        let m = model();
+        let mut a = Announcer::default();
+        a.update(&m, &[disk("/", 1.0), disk("/mnt/usb", 1.0)]);
+        a.update(&m, &[disk("/", 1.0)]);
+        let back = cmps(
+            a.update(&m, &[disk("/", 1.0), disk("/mnt/usb", 1.0)])
+                .expect("changed"),
+        );
+        assert_eq!(
+            back["disk_mnt_usb_used"]["unique_id"],
+            "host2mqtt_h1_disk_mnt_usb_used"
+        );
+    }
+
+    #[test]
+    fn state_rounds_converts_units_and_writes_null_for_missing() {
+        let m = model();
+        let readings = [
+            Reading::new("a", "A", Kind::Percent, 12.345),
+            Reading::new("b", "B", Kind::Bytes, 3u64 * 1024 * 1024 * 1024 / 2),
+            Reading::new("c", "C", Kind::BytesPerSecond, Value::Missing),
+            Reading::new("d", "D", Kind::Text, "x\"y".to_string()),
+            Reading::new("e", "E", Kind::Flag, true),
+            Reading::new("f", "F", Kind::Percent, f64::NAN),
+        ];
+        assert_eq!(
+            m.state_payload(&readings),
+            r#"{"a":12.3,"b":1.5,"c":null,"d":"x\"y","e":true,"f":null}"#
+        );
+    }
+
+    #[test]
+    fn binary_sensor_template_maps_null_to_unknown() {
+        let m = model();
+        let mut a = Announcer::default();
+        let flag = Reading::new("reboot_required", "Reboot required", Kind::Flag, true);
+        let c = cmps(a.update(&m, &[flag]).expect("payload"));
+        let tpl = c["reboot_required"]["value_template"].as_str().expect("template");
+        assert!(
+            tpl.contains("'None' if value_json.reboot_required is none"),
+            "{tpl}"
+        );
+        assert_eq!(c["reboot_required"]["p"], "binary_sensor");
     }
 }
