@@ -16,6 +16,7 @@ use crate::host;
 use crate::notify;
 use crate::reading::{Kind, Reading, Value};
 use crate::session::{Publisher, SessionEvent};
+use crate::source::SourceHandle;
 
 /// One collector with what it last reported, so that a collector that fails
 /// keeps its entities (shown without a value) instead of deleting them.
@@ -28,6 +29,11 @@ struct Slot {
 /// Collects a cycle and keeps HA's model of this host.
 pub struct Agent {
     slots: Vec<Slot>,
+    sources: Vec<SourceHandle>,
+    /// Each source's name and whether it could reach what it reads, this cycle.
+    groups: Vec<(&'static str, bool)>,
+    /// Command word → index of the source whose entity announced it.
+    routes: Vec<(String, usize)>,
     /// The HA model (topics, device, discovery and state payloads).
     pub model: Model,
     announcer: Announcer,
@@ -94,6 +100,9 @@ impl Agent {
                     failing: false,
                 })
                 .collect(),
+            sources: Vec::new(),
+            groups: Vec::new(),
+            routes: Vec::new(),
             model: Model {
                 topics,
                 device,
@@ -137,6 +146,20 @@ impl Agent {
                 }
             }
         }
+        self.groups.clear();
+        self.routes.clear();
+        for (i, source) in self.sources.iter().enumerate() {
+            let state = source.state.borrow();
+            self.groups.push((source.name, state.available));
+            for r in &state.readings {
+                if let Some(word) = &r.command {
+                    self.routes.push((word.clone(), i));
+                }
+                let mut r = r.clone();
+                r.group.get_or_insert(source.name);
+                readings.push(r);
+            }
+        }
         drop_duplicate_keys(&mut readings);
         readings.push(Reading::new("last_seen", "Last seen", Kind::Timestamp, tick.wall));
         readings.push(
@@ -165,10 +188,31 @@ impl Agent {
     /// payload when the entity set changed.
     pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
         self.readings = self.collect(tick);
-        self.state = Some(self.model.state_payload(&self.readings));
+        self.state = Some(self.model.state_payload(&self.readings, &self.groups));
         self.announcer
             .update(&self.model, &self.readings)
             .map(str::to_owned)
+    }
+
+    /// Adds a running source; its latest state joins every cycle.
+    pub fn add_source(&mut self, handle: SourceHandle) {
+        self.sources.push(handle);
+    }
+
+    /// Hands a command word from the command topic to the source whose
+    /// entity announced it. Anything else is refused: the command topic can
+    /// trigger nothing but what HA was shown.
+    pub fn dispatch(&self, word: &str) -> bool {
+        let Some((_, i)) = self.routes.iter().find(|(w, _)| w == word) else {
+            return false;
+        };
+        let Some(source) = self.sources.get(*i) else {
+            return false;
+        };
+        if source.commands.try_send(word.to_string()).is_err() {
+            tracing::warn!(source = source.name, command = word, "busy; command dropped");
+        }
+        true
     }
 
     /// The readings of the last cycle.
@@ -238,6 +282,7 @@ pub async fn run(
     mut agent: Agent,
     publisher: Publisher,
     mut events: mpsc::Receiver<SessionEvent>,
+    mut pokes: mpsc::Receiver<()>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -260,18 +305,10 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => {
-                let changed = agent.cycle(&Tick::now());
-                if connected {
-                    if let Some(d) = changed {
-                        tracing::info!(bytes = d.len(), "entities changed; publishing discovery");
-                        publish(&publisher, &agent.model.topics.discovery, &d, true);
-                    }
-                    if let Some(s) = agent.state() {
-                        publish(&publisher, &agent.model.topics.state, s, false);
-                    }
-                }
-            }
+            _ = ticker.tick() => cycle_and_publish(&mut agent, &publisher, connected),
+            // A source has news that should not wait for the interval (a
+            // unit failed, an update run finished).
+            Some(()) = pokes.recv() => cycle_and_publish(&mut agent, &publisher, connected),
             _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
             _ = sleep_until(announce_at) => {
                 announce_at = far();
@@ -294,6 +331,14 @@ pub async fn run(
                     state_at = tokio::time::Instant::now() + STATE_AFTER_ANNOUNCE;
                 }
                 Some(SessionEvent::Disconnected) => connected = false,
+                Some(SessionEvent::Message { topic, payload }) if topic == agent.model.topics.command => {
+                    let word = String::from_utf8_lossy(&payload);
+                    if agent.dispatch(word.trim()) {
+                        tracing::info!(command = %word.trim(), "command received");
+                    } else {
+                        tracing::warn!(command = %word.chars().take(64).collect::<String>(), "ignoring a command no entity announced");
+                    }
+                }
                 Some(SessionEvent::Message { topic, payload }) => {
                     if topic == agent.model.topics.ha_status && payload == ONLINE.as_bytes() {
                         // Many agents answer the same birth; spread them out.
@@ -312,6 +357,19 @@ pub async fn run(
         publish(&publisher, &agent.model.topics.availability, OFFLINE, true);
     }
     let _ = publisher.disconnect();
+}
+
+fn cycle_and_publish(agent: &mut Agent, publisher: &Publisher, connected: bool) {
+    let changed = agent.cycle(&Tick::now());
+    if connected {
+        if let Some(d) = changed {
+            tracing::info!(bytes = d.len(), "entities changed; publishing discovery");
+            publish(publisher, &agent.model.topics.discovery, &d, true);
+        }
+        if let Some(s) = agent.state() {
+            publish(publisher, &agent.model.topics.state, s, false);
+        }
+    }
 }
 
 fn announce(agent: &Agent, publisher: &Publisher) {

@@ -2,6 +2,11 @@
 //! payload (`<prefix>/device/<node_id>/config`, retained) and one state JSON
 //! per cycle (`<base>/<node_id>/state`). It knows HA's vocabulary and the
 //! topics, and nothing of /proc.
+//!
+//! The state JSON holds every reading under its key, plus two objects:
+//! `avail` (group → whether that part of the host could be reached; the
+//! entities of a group are unavailable in HA while it is `false`) and
+//! `attrs` (key → the entity's attributes).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +33,9 @@ pub struct Topics {
     pub state: String,
     /// `<base>/<node_id>/availability`: retained `online`/`offline`; the will.
     pub availability: String,
+    /// `<base>/<node_id>/command`: buttons and update installs publish the
+    /// entity's command word here. Limit who may publish to it (broker ACL).
+    pub command: String,
     /// HA's birth topic; `online` there means "announce again".
     pub ha_status: String,
 }
@@ -39,6 +47,7 @@ impl Topics {
             discovery: format!("{discovery_prefix}/device/{node_id}/config"),
             state: format!("{base_topic}/{node_id}/state"),
             availability: format!("{base_topic}/{node_id}/availability"),
+            command: format!("{base_topic}/{node_id}/command"),
             ha_status: ha_status.to_string(),
         }
     }
@@ -70,6 +79,8 @@ struct Presentation {
     scale: f64,
 }
 
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
 fn present(kind: Kind) -> Presentation {
     let p = |platform, device_class, unit, state_class, precision, scale| Presentation {
         platform,
@@ -79,16 +90,16 @@ fn present(kind: Kind) -> Presentation {
         precision,
         scale,
     };
-    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let measurement = Some("measurement");
     match kind {
-        Kind::Percent => p("sensor", None, Some("%"), Some("measurement"), Some(1), 1.0),
+        Kind::Percent => p("sensor", None, Some("%"), measurement, Some(1), 1.0),
         // Sizes in GiB and rates in KiB/s, as HA's own System Monitor does:
         // raw bytes read badly on a dashboard, and HA can still convert.
         Kind::Bytes => p(
             "sensor",
             Some("data_size"),
             Some("GiB"),
-            Some("measurement"),
+            measurement,
             Some(2),
             GIB,
         ),
@@ -96,24 +107,22 @@ fn present(kind: Kind) -> Presentation {
             "sensor",
             Some("data_rate"),
             Some("KiB/s"),
-            Some("measurement"),
+            measurement,
             Some(1),
             1024.0,
         ),
-        Kind::Milliseconds => p(
-            "sensor",
-            Some("duration"),
-            Some("ms"),
-            Some("measurement"),
-            Some(2),
-            1.0,
-        ),
+        Kind::Milliseconds => p("sensor", Some("duration"), Some("ms"), measurement, Some(2), 1.0),
         Kind::Timestamp => p("sensor", Some("timestamp"), None, None, None, 1.0),
-        Kind::Count => p("sensor", None, None, Some("measurement"), Some(0), 1.0),
-        Kind::Load => p("sensor", None, None, Some("measurement"), Some(2), 1.0),
+        Kind::Count => p("sensor", None, None, measurement, Some(0), 1.0),
+        Kind::Total => p("sensor", None, None, Some("total_increasing"), Some(0), 1.0),
+        Kind::Load => p("sensor", None, None, measurement, Some(2), 1.0),
         Kind::Text => p("sensor", None, None, None, None, 1.0),
+        Kind::Enum(_) => p("sensor", Some("enum"), None, None, None, 1.0),
         Kind::Problem => p("binary_sensor", Some("problem"), None, None, None, 1.0),
         Kind::Flag => p("binary_sensor", None, None, None, None, 1.0),
+        Kind::UpdateAvailable => p("binary_sensor", Some("update"), None, None, None, 1.0),
+        Kind::Update => p("update", None, None, None, None, 1.0),
+        Kind::Button => p("button", None, None, None, None, 1.0),
     }
 }
 
@@ -123,7 +132,7 @@ fn wire_decimals(kind: Kind) -> i32 {
     match kind {
         Kind::Bytes => 3,
         Kind::Load | Kind::Milliseconds => 2,
-        Kind::Count => 0,
+        Kind::Count | Kind::Total => 0,
         _ => 1,
     }
 }
@@ -132,7 +141,13 @@ fn wire_decimals(kind: Kind) -> i32 {
 fn icon(key: &str, kind: Kind) -> Option<&'static str> {
     if matches!(
         kind,
-        Kind::Timestamp | Kind::Bytes | Kind::BytesPerSecond | Kind::Milliseconds | Kind::Problem
+        Kind::Timestamp
+            | Kind::Bytes
+            | Kind::BytesPerSecond
+            | Kind::Milliseconds
+            | Kind::Problem
+            | Kind::UpdateAvailable
+            | Kind::Update
     ) {
         return None;
     }
@@ -148,6 +163,11 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         ("kernel", "mdi:linux"),
         ("reboot_required", "mdi:restart-alert"),
         ("version", "mdi:tag"),
+        ("containers_", "mdi:docker"),
+        ("container_", "mdi:docker"),
+        ("updates_", "mdi:package-up"),
+        ("systemd_", "mdi:cog-outline"),
+        ("unit_", "mdi:cog-outline"),
     ];
     by_prefix
         .iter()
@@ -169,6 +189,12 @@ pub struct EntitySpec {
     pub diagnostic: bool,
     /// Enabled by default.
     pub enabled_by_default: bool,
+    /// The group whose reachability the entity's availability follows.
+    pub group: Option<&'static str>,
+    /// Whether the entity has attributes.
+    pub has_attributes: bool,
+    /// The command word the entity publishes.
+    pub command: Option<String>,
 }
 
 impl EntitySpec {
@@ -180,7 +206,22 @@ impl EntitySpec {
             kind: r.kind,
             diagnostic: r.diagnostic,
             enabled_by_default: r.enabled_by_default,
+            group: r.group,
+            has_attributes: r.attributes.is_some(),
+            command: r.command.clone(),
         }
+    }
+
+    /// True when `r` would produce this same entity.
+    pub fn matches(&self, r: &Reading) -> bool {
+        self.key == r.key
+            && self.name == r.name
+            && self.kind == r.kind
+            && self.diagnostic == r.diagnostic
+            && self.enabled_by_default == r.enabled_by_default
+            && self.group == r.group
+            && self.has_attributes == r.attributes.is_some()
+            && self.command == r.command
     }
 
     /// HA's platform for this entity.
@@ -246,9 +287,9 @@ impl Model {
             },
             "cmps": cmps,
             "state_topic": self.topics.state,
-            "availability_topic": self.topics.availability,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
+            // The list form, so that a component of a group can replace it
+            // with a list of its own (HA refuses both forms on one entity).
+            "availability": [{ "topic": self.topics.availability }],
         });
         payload.to_string()
     }
@@ -256,22 +297,29 @@ impl Model {
     fn component(&self, spec: &EntitySpec) -> Json {
         let kind = spec.kind;
         let pres = present(kind);
+        let key = &spec.key;
         let mut c = Map::new();
         c.insert("p".into(), json!(pres.platform));
         c.insert("name".into(), json!(spec.name));
-        c.insert("unique_id".into(), json!(self.unique_id(&spec.key)));
+        c.insert("unique_id".into(), json!(self.unique_id(key)));
         c.insert("default_entity_id".into(), json!(self.default_entity_id(spec)));
-        let template = if pres.platform == "binary_sensor" {
-            format!(
-                "{{{{ 'None' if value_json.{k} is none else ('ON' if value_json.{k} else 'OFF') }}}}",
-                k = spec.key
-            )
-        } else {
-            format!("{{{{ value_json.{} }}}}", spec.key)
+        let template = match kind {
+            Kind::Problem | Kind::Flag | Kind::UpdateAvailable => Some(format!(
+                "{{{{ 'None' if value_json.{key} is none else ('ON' if value_json.{key} else 'OFF') }}}}"
+            )),
+            Kind::Update => Some(format!("{{{{ value_json.{key} | tojson }}}}")),
+            Kind::Button => None,
+            _ => Some(format!("{{{{ value_json.{key} }}}}")),
         };
-        c.insert("value_template".into(), json!(template));
+        // A button has no state (HA drops the shared state_topic from it).
+        if let Some(t) = template {
+            c.insert("value_template".into(), json!(t));
+        }
         if let Some(v) = pres.device_class {
             c.insert("device_class".into(), json!(v));
+        }
+        if let Kind::Enum(options) = kind {
+            c.insert("options".into(), json!(options));
         }
         if let Some(v) = pres.unit {
             c.insert("unit_of_measurement".into(), json!(v));
@@ -282,7 +330,7 @@ impl Model {
         if let Some(v) = pres.precision {
             c.insert("suggested_display_precision".into(), json!(v));
         }
-        if let Some(v) = icon(&spec.key, kind) {
+        if let Some(v) = icon(key, kind) {
             c.insert("icon".into(), json!(v));
         }
         if spec.diagnostic {
@@ -291,48 +339,128 @@ impl Model {
         if !spec.enabled_by_default {
             c.insert("enabled_by_default".into(), json!(false));
         }
+        if let Some(word) = &spec.command {
+            c.insert("command_topic".into(), json!(self.topics.command));
+            let field = if kind == Kind::Update {
+                "payload_install"
+            } else {
+                "payload_press"
+            };
+            c.insert(field.into(), json!(word));
+        }
+        if spec.has_attributes {
+            c.insert("json_attributes_topic".into(), json!(self.topics.state));
+            c.insert(
+                "json_attributes_template".into(),
+                json!(format!("{{{{ value_json.attrs.{key} | tojson }}}}")),
+            );
+        }
+        if let Some(group) = spec.group {
+            c.insert(
+                "availability".into(),
+                json!([
+                    { "topic": self.topics.availability },
+                    {
+                        "topic": self.topics.state,
+                        "value_template": format!("{{{{ 'online' if value_json.avail.{group} else 'offline' }}}}"),
+                    },
+                ]),
+            );
+            c.insert("availability_mode".into(), json!("all"));
+        }
         // "Last seen" must keep its value when the host goes quiet: that
-        // stale timestamp is what an alert compares against now().
-        if spec.key != "last_seen" {
+        // stale timestamp is what an alert compares against now(). Buttons
+        // and update entities have no expire_after in HA.
+        let expires = !matches!(kind, Kind::Button | Kind::Update) && key != "last_seen";
+        if expires {
             c.insert("expire_after".into(), json!(self.expire_after.as_secs().max(1)));
         }
         Json::Object(c)
     }
 
     /// The state JSON of one cycle: every reading's key with its value in
-    /// the unit discovery announced; `null` where the value is missing.
-    pub fn state_payload(&self, readings: &[Reading]) -> String {
+    /// the unit discovery announced (`null` where missing), then `avail`
+    /// for the groups present and `attrs` for readings with attributes.
+    pub fn state_payload(&self, readings: &[Reading], groups: &[(&'static str, bool)]) -> String {
         let mut out = String::with_capacity(64 + readings.len() * 32);
         out.push('{');
-        for (i, r) in readings.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for r in readings.iter().filter(|r| r.kind != Kind::Button) {
+            if !first {
                 out.push(',');
             }
+            first = false;
             // Keys are [a-z0-9_] by construction; no escaping needed.
             let _ = write!(out, "\"{}\":", r.key);
             write_value(&mut out, r);
+        }
+        if !groups.is_empty() {
+            out.push_str(if first { "\"avail\":{" } else { ",\"avail\":{" });
+            first = false;
+            for (i, (group, up)) in groups.iter().enumerate() {
+                let _ = write!(out, "{}\"{group}\":{up}", if i > 0 { "," } else { "" });
+            }
+            out.push('}');
+        }
+        let mut attrs = readings
+            .iter()
+            .filter_map(|r| r.attributes.as_ref().map(|a| (&r.key, a)))
+            .peekable();
+        if attrs.peek().is_some() {
+            out.push_str(if first { "\"attrs\":{" } else { ",\"attrs\":{" });
+            for (i, (key, a)) in attrs.enumerate() {
+                let _ = write!(
+                    out,
+                    "{}\"{key}\":{}",
+                    if i > 0 { "," } else { "" },
+                    Json::Object(a.clone())
+                );
+            }
+            out.push('}');
         }
         out.push('}');
         out
     }
 }
 
+/// Options of an enum reading that HA would accept, or `None`.
+fn valid_option<'a>(options: &[&str], word: &'a str) -> Option<&'a str> {
+    options.contains(&word).then_some(word)
+}
+
 fn write_value(out: &mut String, r: &Reading) {
     let pres = present(r.kind);
-    match &r.value {
-        Value::Float(v) => write_number(out, *v / pres.scale, wire_decimals(r.kind)),
-        Value::Int(v) if pres.scale != 1.0 => {
+    match (&r.value, r.kind) {
+        (Value::Text(s), Kind::Enum(options)) => match valid_option(options, s) {
+            Some(word) => out.push_str(&Json::String(word.to_string()).to_string()),
+            None => out.push_str("null"),
+        },
+        (Value::Float(v), _) => write_number(out, *v / pres.scale, wire_decimals(r.kind)),
+        (Value::Int(v), _) if pres.scale != 1.0 => {
             write_number(out, *v as f64 / pres.scale, wire_decimals(r.kind))
         }
-        Value::Int(v) => {
+        (Value::Int(v), _) => {
             let _ = write!(out, "{v}");
         }
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Text(s) => out.push_str(&Json::String(s.clone()).to_string()),
-        Value::Time(t) => {
+        (Value::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
+        (Value::Text(s), _) => out.push_str(&Json::String(s.clone()).to_string()),
+        (Value::Time(t), _) => {
             let _ = write!(out, "\"{}\"", format_timestamp(*t));
         }
-        Value::Missing => out.push_str("null"),
+        (Value::Update(u), _) => {
+            let v = json!({
+                "installed_version": u.installed,
+                "latest_version": u.latest,
+                "title": u.title,
+                "in_progress": u.in_progress,
+            });
+            out.push_str(&v.to_string());
+        }
+        // An update whose state is unknown: HA shows it unknown.
+        (Value::Missing, Kind::Update) => {
+            out.push_str("{\"installed_version\":null,\"latest_version\":null}")
+        }
+        (Value::Missing, _) => out.push_str("null"),
     }
 }
 
@@ -358,18 +486,26 @@ pub fn format_timestamp(t: SystemTime) -> String {
 /// The value as a person reads it, with its unit (for `check`).
 pub fn display_value(r: &Reading) -> String {
     let pres = present(r.kind);
-    let mut v = String::new();
-    write_value(&mut v, r);
-    let v = match &r.value {
-        Value::Text(s) => s.clone(),
-        Value::Time(t) => format_timestamp(*t),
-        Value::Missing => "(none yet)".into(),
-        Value::Bool(b) => (if *b { "on" } else { "off" }).into(),
-        _ => v,
+    let shown = match (&r.value, r.kind) {
+        (_, Kind::Button) => format!("(button: {})", r.command.as_deref().unwrap_or("")),
+        (Value::Text(s), _) => s.clone(),
+        (Value::Time(t), _) => format_timestamp(*t),
+        (Value::Missing, _) => "(none yet)".into(),
+        (Value::Bool(b), _) => (if *b { "on" } else { "off" }).into(),
+        (Value::Update(u), _) if u.installed == u.latest => format!("{}: up to date", u.title),
+        (Value::Update(u), _) => format!("{}: update available", u.title),
+        _ => {
+            let mut v = String::new();
+            write_value(&mut v, r);
+            match pres.unit {
+                Some(u) => format!("{v} {u}"),
+                None => v,
+            }
+        }
     };
-    match (pres.unit, &r.value) {
-        (Some(u), Value::Float(_) | Value::Int(_)) => format!("{v} {u}"),
-        _ => v,
+    match &r.group {
+        Some(g) => format!("{shown}  [{g}]"),
+        None => shown,
     }
 }
 
@@ -419,14 +555,7 @@ impl Announcer {
     /// same order (collectors report in a stable order). Compared in place:
     /// this runs every cycle and must not allocate.
     fn has_shape_of(&self, readings: &[Reading]) -> bool {
-        self.current.len() == readings.len()
-            && self.current.iter().zip(readings).all(|(s, r)| {
-                s.key == r.key
-                    && s.name == r.name
-                    && s.kind == r.kind
-                    && s.diagnostic == r.diagnostic
-                    && s.enabled_by_default == r.enabled_by_default
-            })
+        self.current.len() == readings.len() && self.current.iter().zip(readings).all(|(s, r)| s.matches(r))
     }
 
     /// The payload HA should have now (for a reconnect or HA's birth).
@@ -521,7 +650,7 @@ mod tests {
             Reading::new("f", "F", Kind::Percent, f64::NAN),
         ];
         assert_eq!(
-            m.state_payload(&readings),
+            m.state_payload(&readings, &[]),
             r#"{"a":12.3,"b":1.5,"c":null,"d":"x\"y","e":true,"f":null}"#
         );
     }

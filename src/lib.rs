@@ -19,6 +19,9 @@
 //! * [`session`] owns the rumqttc event loop: connect, last will, backoff
 //!   between attempts, and it tells the agent when a connection is up. It
 //!   publishes what it is handed and knows nothing of HA's schema.
+//! * [`source`] is the other way readings arrive: tasks that reach a part
+//!   of the host over a socket or bus, or on a slow schedule, and publish
+//!   their latest state for the next cycle (or ask for an immediate one).
 //! * [`agent`] ties them together: the collection loop, announcing on every
 //!   (re)connect and on HA's birth message, shutdown, the systemd watchdog.
 #![forbid(unsafe_code)]
@@ -32,3 +35,4 @@ pub mod logging;
 pub mod notify;
 pub mod reading;
 pub mod session;
+pub mod source;

@@ -14,6 +14,9 @@ use host2mqtt::discovery::{self, OFFLINE};
 use host2mqtt::reading::Reading;
 use host2mqtt::session::{Backoff, Session, SessionEvent, SessionOptions, TlsFiles};
 
+/// How long `check` waits for each source's first answer.
+const CHECK_SOURCE_WAIT: Duration = Duration::from_secs(10);
+
 /// sysexits' EX_CONFIG: systemd units use it to not restart on a bad config.
 const EX_CONFIG: u8 = 78;
 
@@ -90,7 +93,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn block_on<F: std::future::Future<Output = Result<(), Failure>>>(f: F) -> Result<(), Failure> {
+fn block_on<T, F: std::future::Future<Output = Result<T, Failure>>>(f: F) -> Result<T, Failure> {
     // One thread: the work is a few file reads and one socket every cycle.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,11 +117,31 @@ fn new_agent(cfg: &Config) -> Agent {
 }
 
 fn check(cfg: &Config, json: bool) -> Result<(), Failure> {
-    let mut agent = new_agent(cfg);
-    // Two cycles a second apart: rates need a previous sample.
-    agent.cycle(&Tick::now());
-    std::thread::sleep(Duration::from_secs(1));
-    agent.cycle(&Tick::now());
+    let agent = block_on(async {
+        let mut agent = new_agent(cfg);
+        // Sources (container engine, systemd) answer once; one that does
+        // not within the wait shows as unavailable, as it would in `run`.
+        let (poke_tx, _pokes) = mpsc::channel(1);
+        let mut waits = Vec::new();
+        for source in host2mqtt::source::from_config(cfg, poke_tx) {
+            let mut state = source.handle.state.clone();
+            tokio::spawn(source.task);
+            waits.push(async move {
+                let _ = tokio::time::timeout(CHECK_SOURCE_WAIT, state.changed()).await;
+            });
+            agent.add_source(source.handle);
+        }
+        // Two cycles a second apart: rates need a previous sample.
+        agent.cycle(&Tick::now());
+        let settle = async {
+            for w in waits {
+                w.await;
+            }
+        };
+        tokio::join!(settle, tokio::time::sleep(Duration::from_secs(1)));
+        agent.cycle(&Tick::now());
+        Ok(agent)
+    })?;
     if json {
         let messages: Vec<serde_json::Value> = agent
             .announcement()
@@ -266,10 +289,16 @@ async fn run(cfg: Config) -> Result<(), Failure> {
         &cfg,
         client_id(&cfg, &agent.model.device.node_id),
         Some((topics.availability.clone(), OFFLINE.to_string())),
-        vec![topics.ha_status.clone()],
+        vec![topics.ha_status.clone(), topics.command.clone()],
     )?;
     let (publisher, events, session) = start_session(opts)?;
-    agent::run(agent, publisher, events, shutdown_signal()).await;
+    let (poke_tx, pokes) = mpsc::channel(1);
+    let mut agent = agent;
+    for source in host2mqtt::source::from_config(&cfg, poke_tx) {
+        tokio::spawn(source.task);
+        agent.add_source(source.handle);
+    }
+    agent::run(agent, publisher, events, pokes, shutdown_signal()).await;
     // Give the offline message and DISCONNECT a moment to leave.
     if tokio::time::timeout(Duration::from_secs(3), session)
         .await

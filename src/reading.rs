@@ -28,6 +28,31 @@ pub enum Kind {
     Problem,
     /// On/off with no judgement attached (a reboot is required, a unit runs).
     Flag,
+    /// On/off where "on" means an update is available.
+    UpdateAvailable,
+    /// One of a fixed set of words (a unit's active state). A value outside
+    /// the set is sent as missing rather than as a word HA would refuse.
+    Enum(&'static [&'static str]),
+    /// A count that only grows (restarts): HA keeps its statistics as a total.
+    Total,
+    /// Whether a newer version of something is available: the value is an
+    /// [`Update`]. Carries a `command` to install it.
+    Update,
+    /// An action the user can trigger: no value, a `command`.
+    Button,
+}
+
+/// The state of an [`Kind::Update`] reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// What runs now (an image digest or "current").
+    pub installed: String,
+    /// What is available; equal to `installed` when up to date.
+    pub latest: String,
+    /// What is being updated (an image reference).
+    pub title: String,
+    /// An install is running.
+    pub in_progress: bool,
 }
 
 /// One value. `Missing` is a value we know we cannot give this cycle (a rate
@@ -39,6 +64,7 @@ pub enum Value {
     Text(String),
     Bool(bool),
     Time(SystemTime),
+    Update(Update),
     Missing,
 }
 
@@ -65,6 +91,16 @@ pub struct Reading {
     pub enabled_by_default: bool,
     /// The value itself.
     pub value: Value,
+    /// The part of the host the reading comes from when that part can be
+    /// out of reach (a container engine, a D-Bus bus): while it is, HA shows
+    /// the entity unavailable rather than a stale or empty value.
+    pub group: Option<&'static str>,
+    /// Extra detail, shown as the entity's attributes (the names of failed
+    /// units, the images with pending updates).
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For buttons and installable updates: the payload on the command
+    /// topic that triggers the action. Nothing else can be triggered.
+    pub command: Option<String>,
 }
 
 impl Reading {
@@ -77,12 +113,33 @@ impl Reading {
             diagnostic: false,
             enabled_by_default: true,
             value: value.into(),
+            group: None,
+            attributes: None,
+            command: None,
         }
     }
 
     /// Marks the reading as diagnostic (HA's entity_category).
     pub fn diagnostic(mut self) -> Self {
         self.diagnostic = true;
+        self
+    }
+
+    /// Attaches attributes.
+    pub fn with_attributes(mut self, attributes: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.attributes = Some(attributes);
+        self
+    }
+
+    /// Makes the entity accept `command` on the command topic.
+    pub fn with_command(mut self, command: impl Into<String>) -> Self {
+        self.command = Some(command.into());
+        self
+    }
+
+    /// Marks the reading as coming from `group` (see [`Reading::group`]).
+    pub fn in_group(mut self, group: &'static str) -> Self {
+        self.group = Some(group);
         self
     }
 }
@@ -107,6 +164,18 @@ impl From<String> for Value {
         Value::Text(v)
     }
 }
+impl From<Update> for Value {
+    fn from(v: Update) -> Self {
+        Value::Update(v)
+    }
+}
+
+impl From<Option<u64>> for Value {
+    fn from(v: Option<u64>) -> Self {
+        v.map_or(Value::Missing, Value::Int)
+    }
+}
+
 impl From<SystemTime> for Value {
     fn from(v: SystemTime) -> Self {
         Value::Time(v)

@@ -29,7 +29,7 @@ fn discovery_state_and_availability_reach_a_subscriber() {
     assert_eq!(d["dev"]["identifiers"][0], "host2mqtt_t_basic");
     assert_eq!(d["o"]["name"], "host2mqtt");
     assert_eq!(d["state_topic"], state);
-    assert_eq!(d["availability_topic"], avail);
+    assert_eq!(d["availability"][0]["topic"], avail);
     let cmps = d["cmps"].as_object().expect("cmps");
     for key in [
         "cpu_usage",
