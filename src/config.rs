@@ -23,6 +23,10 @@ const LIST_KEYS: &[&str] = &[
     "collectors.diskio.devices_exclude",
     "collectors.network.interfaces_include",
     "collectors.network.interfaces_exclude",
+    "systemd.system.watch",
+    "systemd.system.restart",
+    "systemd.user.watch",
+    "systemd.user.restart",
 ];
 
 /// A configuration that cannot be used. The message names the key and what
@@ -57,6 +61,10 @@ pub struct Config {
     pub host: HostConfig,
     /// Each collector's switch and filters.
     pub collectors: CollectorsConfig,
+    /// Containers and pending image updates (see `crate::container`).
+    pub containers: crate::container::ContainersConfig,
+    /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
+    pub systemd: crate::systemd::SystemdConfig,
 }
 
 impl Default for Config {
@@ -69,6 +77,8 @@ impl Default for Config {
             homeassistant: HomeAssistantConfig::default(),
             host: HostConfig::default(),
             collectors: CollectorsConfig::default(),
+            containers: crate::container::ContainersConfig::default(),
+            systemd: crate::systemd::SystemdConfig::default(),
         }
     }
 }
@@ -501,6 +511,8 @@ impl Config {
                 glob::Pattern::new(g).map_err(|e| key(k, &format!("expected glob patterns; {g:?}: {e}")))?;
             }
         }
+        crate::container::validate(&self.containers)?;
+        self.systemd.validate()?;
         Ok(())
     }
 

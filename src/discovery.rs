@@ -168,6 +168,7 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         ("updates_", "mdi:package-up"),
         ("systemd_", "mdi:cog-outline"),
         ("unit_", "mdi:cog-outline"),
+        ("user_unit_", "mdi:cog-outline"),
     ];
     by_prefix
         .iter()
@@ -456,10 +457,10 @@ fn write_value(out: &mut String, r: &Reading) {
             });
             out.push_str(&v.to_string());
         }
-        // An update whose state is unknown: HA shows it unknown.
-        (Value::Missing, Kind::Update) => {
-            out.push_str("{\"installed_version\":null,\"latest_version\":null}")
-        }
+        // An update whose state is unknown: an empty object, which HA
+        // ignores (nulls would be a schema error logged every cycle); the
+        // entity's group availability is what shows it unknown.
+        (Value::Missing, Kind::Update) => out.push_str("{}"),
         (Value::Missing, _) => out.push_str("null"),
     }
 }

@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod collector;
 pub mod config;
+pub mod container;
 pub mod discovery;
 pub mod host;
 pub mod logging;
@@ -36,3 +37,4 @@ pub mod notify;
 pub mod reading;
 pub mod session;
 pub mod source;
+pub mod systemd;

@@ -229,7 +229,7 @@ impl Session {
                         if events.send(SessionEvent::Disconnected).await.is_err() {
                             return;
                         }
-                    } else if error != last_error || (failures + 1) % 10 == 0 {
+                    } else if error != last_error || (failures + 1).is_multiple_of(10) {
                         // One line when the cause changes, then a reminder every
                         // tenth attempt: a broker down for a day is not 1,440 lines.
                         tracing::warn!(broker = %self.endpoint, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");

@@ -98,6 +98,9 @@ where
 }
 
 /// Every source the config enables, wired to `poke`.
-pub fn from_config(_cfg: &crate::config::Config, _poke: mpsc::Sender<()>) -> Vec<Spawnable> {
-    Vec::new()
+pub fn from_config(cfg: &crate::config::Config, poke: mpsc::Sender<()>) -> Vec<Spawnable> {
+    let mut sources = Vec::new();
+    sources.extend(crate::container::sources(cfg, &poke));
+    sources.extend(crate::systemd::sources(cfg, &poke));
+    sources
 }

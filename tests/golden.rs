@@ -38,7 +38,9 @@ fn check_json_of_the_fixture_host_matches_golden() {
     write_file(
         &conf,
         &format!(
-            "node_id = \"golden\"\n[host]\nproc = \"{FIXTURES}/proc/vm/t0\"\nsys = \"{FIXTURES}/sys/vm\"\nroot = \"{FIXTURES}/root/vm\"\n"
+            "node_id = \"golden\"\n[host]\nproc = \"{FIXTURES}/proc/vm/t0\"\nsys = \"{FIXTURES}/sys/vm\"\nroot = \"{FIXTURES}/root/vm\"\n\
+             # Sources reach this machine's engine and buses, not the fixture host.\n\
+             [containers]\nenabled = false\n[systemd.system]\nenabled = false\n"
         ),
     );
     let out = std::process::Command::new(bin())

@@ -1,5 +1,6 @@
 //! Facts about the host as a whole: when it booted, how many processes
-//! run, which OS and kernel, whether it waits for a reboot.
+//! run, which OS and kernel. (Whether it waits for a reboot is the
+//! `reboot` source's, in `crate::systemd::reboot`.)
 
 use std::ffi::OsStr;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,7 +17,7 @@ use crate::reading::{Kind, Reading, Value};
 /// is one of the dearer files to generate on a many-core host.
 const STATIC_REFRESH: Duration = Duration::from_secs(600);
 
-/// Reports boot time, process count, OS, kernel and the reboot flag.
+/// Reports boot time, process count, OS and kernel.
 #[derive(Debug)]
 pub struct SystemCollector {
     /// Where the host's /proc and / are.
@@ -61,21 +62,6 @@ impl SystemCollector {
         // A process may exit while we list; its entry failing is no error.
         Ok(count_pids(entries.filter_map(Result::ok).map(|e| e.file_name())))
     }
-
-    /// Whether the host's package manager asked for a reboot; Missing when
-    /// we cannot tell (the flag file's directory is unreadable).
-    fn reboot_required(&self) -> Value {
-        // Debian and Ubuntu's update-notifier convention; other distributions
-        // never write it and always read as "no reboot needed".
-        let flag = self.paths.root("/run/reboot-required");
-        match flag.try_exists() {
-            Ok(exists) => Value::Bool(exists),
-            Err(error) => {
-                tracing::debug!(path = %flag.display(), %error, "cannot tell whether a reboot is required");
-                Value::Missing
-            }
-        }
-    }
 }
 
 impl Collector for SystemCollector {
@@ -97,12 +83,6 @@ impl Collector for SystemCollector {
             "Processes",
             Kind::Count,
             self.count_processes()?,
-        ));
-        out.push(Reading::new(
-            "reboot_required",
-            "Reboot required",
-            Kind::Flag,
-            self.reboot_required(),
         ));
         Ok(())
     }
@@ -156,7 +136,6 @@ mod tests {
                     text("os", "Debian GNU/Linux 12 (bookworm)"),
                     text("kernel", "6.18.44-fc-v669"),
                     ("processes".to_string(), Value::Int(processes)),
-                    ("reboot_required".to_string(), Value::Bool(false)),
                 ]
             );
         }
@@ -171,7 +150,6 @@ mod tests {
                 ("Operating system", Kind::Text, true),
                 ("Kernel", Kind::Text, true),
                 ("Processes", Kind::Count, false),
-                ("Reboot required", Kind::Flag, false),
             ]
         );
     }
@@ -187,11 +165,6 @@ mod tests {
             value_of(&cached, "os"),
             Value::Text("Debian GNU/Linux 12 (bookworm)".into())
         );
-        assert_eq!(
-            value_of(&cached, "reboot_required"),
-            Value::Bool(true),
-            "the flag is not cached"
-        );
         let refreshed = collect_once(&mut c, &tick_at(start, 601));
         assert_eq!(
             value_of(&refreshed, "os"),
@@ -200,10 +173,9 @@ mod tests {
     }
 
     #[test]
-    fn a_reboot_flag_file_turns_reboot_required_on() {
+    fn a_root_with_only_usr_lib_os_release_names_its_os() {
         let mut c = SystemCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/reboot"));
         let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
-        assert_eq!(value_of(&out, "reboot_required"), Value::Bool(true));
         assert_eq!(value_of(&out, "os"), Value::Text("Ubuntu 24.04.1 LTS".into()));
     }
 

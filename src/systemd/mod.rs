@@ -1,0 +1,79 @@
+//! systemd over D-Bus: where the host's services (and every Quadlet
+//! container) live or die.
+//!
+//! * [`config`]: the `[systemd]` section.
+//! * [`bus`]: a small D-Bus client with a timeout on every call; it takes a
+//!   bus address (system bus, a user's bus, a test's private bus).
+//! * [`units`]: pure functions from what systemd said ([`units::Snapshot`])
+//!   to readings.
+//! * [`manager`]: one source per manager (`systemd_system`,
+//!   `systemd_user`): subscribes to systemd's signals and publishes within
+//!   a second of a change; reconnects with backoff; restarts allow-listed
+//!   units on command.
+//! * [`reboot`]: the `reboot` source ("reboot required"), which needs no
+//!   D-Bus except on Flatcar.
+//!
+//! Each source has its own availability group, so a missing user bus never
+//! makes the system manager's entities unavailable, and no missing bus
+//! touches the collectors.
+
+use tokio::sync::mpsc;
+
+use crate::source::{SourceContext, SourceState, Spawnable};
+
+pub mod bus;
+pub mod config;
+pub mod manager;
+pub mod reboot;
+pub mod units;
+
+pub use config::SystemdConfig;
+
+/// Every systemd source the config enables, in a fixed order: system
+/// manager, user manager, reboot sensor.
+pub fn sources(cfg: &crate::config::Config, poke: &mpsc::Sender<()>) -> Vec<Spawnable> {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut out = Vec::new();
+    for kind in [config::ManagerKind::System, config::ManagerKind::User] {
+        if cfg.systemd.manager(kind).enabled {
+            out.push(
+                manager::ManagerSource::new(kind, &cfg.systemd, cfg.interval, env).spawnable(poke.clone()),
+            );
+        }
+    }
+    if cfg.systemd.reboot.enabled {
+        out.push(reboot::RebootSource::new(cfg, env).spawnable(poke.clone()));
+    }
+    out
+}
+
+/// A source's way out: the first state always wakes the agent (`check`
+/// waits for it, even when it equals the initial state), later ones only
+/// when they changed.
+struct Outlet {
+    /// The source's context.
+    ctx: SourceContext,
+    /// Nothing published yet.
+    first: bool,
+}
+
+impl Outlet {
+    fn new(ctx: SourceContext) -> Self {
+        Outlet { ctx, first: true }
+    }
+
+    fn publish(&mut self, state: SourceState, urgent: bool) {
+        if std::mem::take(&mut self.first) {
+            self.ctx.state.send_replace(state);
+            if urgent {
+                let _ = self.ctx.poke.try_send(());
+            }
+        } else {
+            self.ctx.publish(state, urgent);
+        }
+    }
+
+    fn commands(&mut self) -> &mut mpsc::Receiver<String> {
+        &mut self.ctx.commands
+    }
+}

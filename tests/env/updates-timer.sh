@@ -1,0 +1,104 @@
+#!/bin/bash
+# Runs units/host2mqtt-updates.service and .timer under a real systemd user
+# manager, in a container booted from the systemd tests' image
+# (tests/env/systemd-image.sh; systemd is never started on this machine),
+# with a stand-in `podman` that prints captured `auto-update` output:
+#
+#   - the service writes podman's JSON to ~/.local/state/host2mqtt/auto-update.json,
+#     byte for byte (tests/fixtures/autoupdate/4.3.1-pending.json);
+#   - when podman fails, the service fails and the file becomes exactly
+#     tests/fixtures/autoupdate/timer-error.json (which the agent reads as
+#     "unknown"), with no temporary file left behind;
+#   - the timer enables and is scheduled.
+#
+#   tests/env/updates-timer.sh      # prints one line per check; exit 0 when all pass
+#
+# Needs root, podman and debootstrap (the image is built once, ~2 min).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$HERE/systemd-containers.conf}
+IMAGE=$("$HERE/systemd-image.sh")
+NAME=h2m-updates-timer-$$
+FIX=$ROOT/tests/fixtures/autoupdate
+failed=0
+pass() { echo "ok   $*"; }
+fail() {
+    echo "FAIL $*"
+    failed=$((failed + 1))
+}
+cleanup() { podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+podman run -d --name "$NAME" --systemd=always --network=none "$IMAGE" /sbin/init >/dev/null
+for _ in $(seq 300); do
+    st=$(podman exec "$NAME" systemctl is-system-running 2>/dev/null || true)
+    [ "$st" = running ] || [ "$st" = degraded ] && break
+    sleep 0.2
+done
+# The lingering user h2m (uid 1000) and its manager.
+as_user() { podman exec -u h2m -e XDG_RUNTIME_DIR=/run/user/1000 "$NAME" "$@"; }
+for _ in $(seq 100); do
+    as_user systemctl --user is-system-running >/dev/null 2>&1 && break
+    st=$(as_user systemctl --user is-system-running 2>/dev/null || true)
+    [ "$st" = degraded ] && break
+    sleep 0.2
+done
+
+podman exec "$NAME" mkdir -p /home/h2m/.config/systemd/user /usr/local/share/h2m
+podman cp "$ROOT/units/host2mqtt-updates.service" "$NAME:/home/h2m/.config/systemd/user/"
+podman cp "$ROOT/units/host2mqtt-updates.timer" "$NAME:/home/h2m/.config/systemd/user/"
+podman cp "$FIX/4.3.1-pending.json" "$NAME:/usr/local/share/h2m/pending.json"
+podman exec "$NAME" chown -R h2m:h2m /home/h2m/.config
+# The stand-in podman: the captured output of a real dry run.
+podman exec "$NAME" sh -c 'printf "#!/bin/sh\n[ \"\$*\" = \"auto-update --dry-run --format json\" ] || exit 3\ncat /usr/local/share/h2m/pending.json\n" > /usr/local/bin/podman && chmod 755 /usr/local/bin/podman'
+as_user systemctl --user daemon-reload
+
+OUT=/home/h2m/.local/state/host2mqtt/auto-update.json
+if verify=$(as_user systemd-analyze --user verify /home/h2m/.config/systemd/user/host2mqtt-updates.service /home/h2m/.config/systemd/user/host2mqtt-updates.timer 2>&1) && [ -z "$verify" ]; then
+    pass "systemd-analyze --user verify: no message"
+else
+    fail "systemd-analyze --user verify: $verify"
+fi
+
+if as_user systemctl --user start host2mqtt-updates.service; then
+    pass "the service runs the stand-in podman and succeeds"
+else
+    fail "the service failed: $(as_user journalctl --user -u host2mqtt-updates.service -n 5 --no-pager 2>&1 || true)"
+fi
+if podman exec "$NAME" cat "$OUT" | cmp -s - "$FIX/4.3.1-pending.json"; then
+    pass "it wrote podman's JSON byte for byte to ~/.local/state/host2mqtt/auto-update.json"
+else
+    fail "the file differs from podman's output: $(podman exec "$NAME" cat "$OUT" 2>&1 | head -c 300)"
+fi
+
+podman exec "$NAME" sh -c 'printf "#!/bin/sh\necho \"Error: dial unix /run/systemd/private\" >&2\nexit 125\n" > /usr/local/bin/podman'
+if as_user systemctl --user start host2mqtt-updates.service 2>/dev/null; then
+    fail "the service succeeded although podman failed"
+else
+    pass "podman failing fails the service"
+fi
+if podman exec "$NAME" cat "$OUT" | cmp -s - "$FIX/timer-error.json"; then
+    pass "the file says so, exactly as tests/fixtures/autoupdate/timer-error.json"
+else
+    fail "the error file differs: $(podman exec "$NAME" cat "$OUT" 2>&1 | head -c 300)"
+fi
+if podman exec "$NAME" test -e "$OUT.tmp"; then
+    fail "a temporary file was left behind"
+else
+    pass "no temporary file left behind"
+fi
+
+if enable=$(as_user systemctl --user enable --now host2mqtt-updates.timer 2>&1); then
+    pass "the timer enables"
+else
+    fail "enabling the timer: $enable"
+fi
+timers=$(as_user systemctl --user list-timers --no-pager 2>&1 || true)
+case $timers in
+*host2mqtt-updates.timer*) pass "the timer is scheduled" ;;
+*) fail "the timer is not scheduled: $timers" ;;
+esac
+
+if ((failed)); then echo "$failed failed"; else echo "all passed"; fi
+exit $((failed > 0))
