@@ -199,6 +199,11 @@ impl Agent {
         self.sources.push(handle);
     }
 
+    /// The sources added so far.
+    pub fn sources(&self) -> &[SourceHandle] {
+        &self.sources
+    }
+
     /// Hands a command word from the command topic to the source whose
     /// entity announced it. Anything else is refused: the command topic can
     /// trigger nothing but what HA was shown.

@@ -14,8 +14,9 @@ use host2mqtt::discovery::{self, OFFLINE};
 use host2mqtt::reading::Reading;
 use host2mqtt::session::{Backoff, Session, SessionEvent, SessionOptions, TlsFiles};
 
-/// How long `check` waits for each source's first answer.
-const CHECK_SOURCE_WAIT: Duration = Duration::from_secs(10);
+/// How long `run` and `check` wait for the sources' first answers (a
+/// source that has not answered by then shows as unavailable).
+const SOURCE_SETTLE: Duration = Duration::from_secs(10);
 
 /// sysexits' EX_CONFIG: systemd units use it to not restart on a bad config.
 const EX_CONFIG: u8 = 78;
@@ -122,23 +123,16 @@ fn check(cfg: &Config, json: bool) -> Result<(), Failure> {
         // Sources (container engine, systemd) answer once; one that does
         // not within the wait shows as unavailable, as it would in `run`.
         let (poke_tx, _pokes) = mpsc::channel(1);
-        let mut waits = Vec::new();
         for source in host2mqtt::source::from_config(cfg, poke_tx) {
-            let mut state = source.handle.state.clone();
             tokio::spawn(source.task);
-            waits.push(async move {
-                let _ = tokio::time::timeout(CHECK_SOURCE_WAIT, state.changed()).await;
-            });
             agent.add_source(source.handle);
         }
         // Two cycles a second apart: rates need a previous sample.
         agent.cycle(&Tick::now());
-        let settle = async {
-            for w in waits {
-                w.await;
-            }
-        };
-        tokio::join!(settle, tokio::time::sleep(Duration::from_secs(1)));
+        tokio::join!(
+            host2mqtt::source::settle(agent.sources(), SOURCE_SETTLE),
+            tokio::time::sleep(Duration::from_secs(1))
+        );
         agent.cycle(&Tick::now());
         Ok(agent)
     })?;
@@ -298,6 +292,7 @@ async fn run(cfg: Config) -> Result<(), Failure> {
         tokio::spawn(source.task);
         agent.add_source(source.handle);
     }
+    host2mqtt::source::settle(agent.sources(), SOURCE_SETTLE).await;
     agent::run(agent, publisher, events, pokes, shutdown_signal()).await;
     // Give the offline message and DISCONNECT a moment to leave.
     if tokio::time::timeout(Duration::from_secs(3), session)

@@ -44,11 +44,22 @@ pub struct SourceContext {
     /// Command words of this source's entities, already checked to be ones
     /// it announced.
     pub commands: mpsc::Receiver<String>,
+    /// Whether the source has published yet: its first answer always
+    /// counts as news, even when it equals the initial state ("still
+    /// unavailable"), so that nobody waits for an answer that came.
+    answered: std::cell::Cell<bool>,
 }
 
 impl SourceContext {
     /// Publishes `state`, and asks for an immediate publish when `urgent`.
     pub fn publish(&self, state: SourceState, urgent: bool) {
+        if !self.answered.replace(true) {
+            self.state.send_replace(state);
+            if urgent {
+                let _ = self.poke.try_send(());
+            }
+            return;
+        }
         let changed = self.state.send_if_modified(|current| {
             if *current == state {
                 false
@@ -86,6 +97,7 @@ where
         state: state_tx,
         poke,
         commands: cmd_rx,
+        answered: std::cell::Cell::new(false),
     });
     Spawnable {
         handle: SourceHandle {
@@ -94,6 +106,25 @@ where
             commands: cmd_tx,
         },
         task: Box::pin(task),
+    }
+}
+
+/// Waits until every source has published once, or `within` has passed.
+/// The first discovery must not go out before: it would leave out the
+/// entities only a source knows (per-container, per-unit), and Home
+/// Assistant would remove them and add them back seconds later — on every
+/// restart of the agent.
+pub async fn settle(handles: &[SourceHandle], within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    for handle in handles {
+        let mut state = handle.state.clone();
+        // The sources run concurrently; this only waits for the slowest.
+        if tokio::time::timeout_at(deadline, state.changed()).await.is_err() {
+            tracing::info!(
+                source = handle.name,
+                "source has not answered yet; starting without its entities"
+            );
+        }
     }
 }
 
