@@ -602,11 +602,13 @@ fn strip_key_suffix(s: &str) -> String {
     s.split(" for key ").next().unwrap_or(s).to_string()
 }
 
+/// Test helpers for modules whose config sections live elsewhere.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::{Config, ConfigError};
 
-    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// Loads `toml` as a config file, with `env` as the environment.
+    pub(crate) fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
         std::fs::write(&path, toml).expect("write");
@@ -615,6 +617,13 @@ mod tests {
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::testing::load_str;
 
     #[test]
     fn no_file_and_no_env_gives_the_defaults() {

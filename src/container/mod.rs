@@ -248,18 +248,7 @@ pub fn sources(cfg: &crate::config::Config, poke: &mpsc::Sender<()>) -> Vec<Spaw
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, toml).expect("write");
-        Config::load(
-            Some(&path),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
-    }
+    use crate::config::testing::load_str as load;
 
     #[test]
     fn include_globs_come_from_a_list_or_a_comma_separated_environment_value() {
