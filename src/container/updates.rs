@@ -492,6 +492,9 @@ impl UpdatesSource {
 
     /// Checks on schedule and answers commands, until dropped.
     pub async fn run(mut self, mut ctx: SourceContext) {
+        // "Not checked yet" is an answer: the agent need not hold its first
+        // discovery for the first check, which is minutes away.
+        ctx.publish(self.state(), false);
         let mut next = Instant::now() + self.first;
         let mut commands_open = true;
         loop {
