@@ -14,7 +14,7 @@ it fails, and exits 0 or 1; `record` runs until killed):
 
   install DIR        copy the blueprints into HA's config, make HA load
                      automations.yaml (append `automation: !include
-                     automations.yaml`, then automation.reload: start.sh
+                     automations.yaml`, then automation.reload: the harness
                      writes configuration.yaml anew on every start, so
                      appending before a restart would be lost)
   blueprints N       blueprint/list has the N host2mqtt blueprints, none
@@ -62,7 +62,7 @@ def ha_from(env_file):
     url = os.environ.get("HA_URL") or env.get("HA_URL")
     token = os.environ.get("HA_TOKEN") or env.get("HA_TOKEN")
     if not url or not token:
-        raise SystemExit(f"no HA_URL/HA_TOKEN in {env_file} (did start.sh run?)")
+        raise SystemExit(f"no HA_URL/HA_TOKEN in {env_file} (did `harness.sh start` run?)")
     return H.HA(url, token), env
 
 
@@ -91,7 +91,7 @@ def wait(fn, timeout, interval=0.5):
 def cmd_promote_http(a, ha, env):
     # HA 2026.11 moves the YAML `http:` of a fresh config into storage as a
     # "pending" config and, unless it is promoted within 5 minutes, reverts
-    # it and restarts (start.sh cannot follow that restart): promote it.
+    # it and restarts (the harness cannot follow that restart): promote it.
     try:
         ws_cmd(ha, "http/config/promote")
     except H.HAError as e:
@@ -390,7 +390,8 @@ def cmd_log(a, ha, env):
 def main():
     global H
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--harness", required=True, help="directory of ha_harness.py")
+    p.add_argument("--harness", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"),
+                   help="directory of ha_harness.py (default: tests/ha/harness)")
     p.add_argument("--env", default=os.environ.get("HA_ENV", "/tmp/ha/run/ha.env"))
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("promote-http")

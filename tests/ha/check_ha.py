@@ -518,7 +518,8 @@ def cmd_log(a, exp, v):
 def main():
     global H
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--harness", required=True, help="directory of ha_harness.py")
+    p.add_argument("--harness", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"),
+                   help="directory of ha_harness.py (default: tests/ha/harness)")
     p.add_argument("--env", default=os.environ.get("HA_ENV", "/tmp/ha/run/ha.env"))
     p.add_argument("--check-json", required=True, help="output of `host2mqtt check --json`")
     p.add_argument("--without-mount", action="append", default=[],
