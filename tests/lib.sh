@@ -282,7 +282,7 @@ h2m_binary() {
     t=$EPOCHREALTIME
     (cd "$PROJECT" && cargo build --release --bin host2mqtt >"$1/cargo.log" 2>&1) ||
       fatal "cargo build --release" "$(tail -n 40 "$1/cargo.log")"
-    src=$PROJECT/target/release/host2mqtt
+    src=${CARGO_TARGET_DIR:-$PROJECT/target}/release/host2mqtt
     log "built in $(elapsed "$t")s"
   fi
   BIN=$1/host2mqtt

@@ -60,7 +60,7 @@ H2M=("$BIN" --config "$WORK/host2mqtt.toml")
 if ! "${H2M[@]}" check --json > "$WORK/check.json" 2> "$WORK/check.err"; then
   fatal "host2mqtt check --json" "$(cat "$WORK/check.err")"
 fi
-CHECK=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/check_ha.py" --harness "$HERE/harness" --env "$HA_ENV" --check-json "$WORK/check.json" --node "$NODE")
+CHECK=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/check_ha.py" --env "$HA_ENV" --check-json "$WORK/check.json" --node "$NODE")
 AGENT_LOG=$WORK/agent.log
 : > "$AGENT_LOG"
 start_agent() {

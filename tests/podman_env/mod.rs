@@ -13,7 +13,7 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/env/podman.sh")
 }
 
-pub use crate::common::{in_ci, skip};
+use crate::common::skip;
 
 /// Whether podman can be used here; when not, says so (and fails in CI).
 pub fn available(test: &str) -> bool {

@@ -85,6 +85,31 @@ def poll(fn, timeout, what, every=0.25):
     raise HAError(f"no {what} within {timeout}s (last error: {last})")
 
 
+def until(fn, timeout, interval=0.25):
+    """fn() -> (ok, detail), again until ok or timeout; the last (ok, detail).
+    A query HA fails counts as not ok."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ok, detail = fn()
+        except (OSError, ValueError, HAError) as e:
+            ok, detail = False, f"HA query failed: {e}"
+        if ok or time.monotonic() >= deadline:
+            return ok, detail
+        time.sleep(interval)
+
+
+def connect(env_file):
+    """(HA, env) from the harness's ha.env; HA_URL and HA_TOKEN in the
+    environment win."""
+    env = load_env(env_file)
+    url = os.environ.get("HA_URL") or env.get("HA_URL")
+    token = os.environ.get("HA_TOKEN") or env.get("HA_TOKEN")
+    if not url or not token:
+        raise HAError(f"no HA_URL/HA_TOKEN in {env_file}: is the harness started?")
+    return HA(url, token), env
+
+
 class HA:
     """REST calls with a bearer token."""
 
@@ -302,10 +327,7 @@ def add_mqtt(a):
 
 # ---------------------------------------------------------------- probing
 def from_env(a):
-    env = load_env(a.env)
-    if not env.get("HA_URL") or not env.get("HA_TOKEN"):
-        raise HAError(f"no HA_URL/HA_TOKEN in {a.env}: is the harness started?")
-    return HA(env["HA_URL"], env["HA_TOKEN"])
+    return connect(a.env)[0]
 
 
 def matching_devices(devices, key):
