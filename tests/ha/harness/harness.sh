@@ -149,7 +149,8 @@ setup() {
       [ -x $VENV/bin/python ] || python3 -m venv $VENV
       $VENV/bin/pip install -q --upgrade pip
       $VENV/bin/pip install -q 'homeassistant==$HA_VERSION'
-      req=\$($VENV/bin/python -c 'import json, homeassistant.components.mqtt as m, pathlib; print(\" \".join(json.loads((pathlib.Path(m.__file__).parent / \"manifest.json\").read_text())[\"requirements\"]))')
+      # (read from the manifest: importing the integration would need them already)
+      req=\$($VENV/bin/python -c 'import json, pathlib, homeassistant.components as c; print(\" \".join(json.loads((pathlib.Path(c.__path__[0]) / \"mqtt\" / \"manifest.json\").read_text())[\"requirements\"]))')
       echo \"the mqtt integration requires: \$req\"
       $VENV/bin/pip install -q \$req
     ") >"$DIR/pip.log" 2>&1 || {
