@@ -345,7 +345,10 @@ fn a_mount_that_disappears_loses_its_entities() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
-        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        common::skip(
+            "a_mount_that_disappears_loses_its_entities",
+            "cannot mount a tmpfs here (not root?)",
+        );
         return;
     }
     struct Unmount(std::path::PathBuf);

@@ -12,6 +12,28 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+/// Whether CI runs us (`CI=true`): then a missing component fails the test
+/// instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A test that cannot run here. Under CI that is a failure. Elsewhere it
+/// says so on stderr and adds a line to `target/tmp/skipped-tests.txt`,
+/// which `tests/run` prints loudly at the end (`cargo test` hides the
+/// stderr of a test that passes).
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !in_ci(),
+        "{test}: {why}; CI=true, so this is a failure, not a skip"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(list) {
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -11,24 +11,20 @@
 #     "unknown"), with no temporary file left behind;
 #   - the timer enables and is scheduled.
 #
-#   tests/env/updates-timer.sh      # prints one line per check; exit 0 when all pass
+#   tests/env/updates-timer.sh      # one line per check, then "N passed, M failed, K skipped"
 #
 # Needs root, podman and debootstrap (the image is built once, ~2 min).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+TEST_NAME=updates-timer
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
+ROOT=$PROJECT
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$HERE/systemd-containers.conf}
 IMAGE=$("$HERE/systemd-image.sh")
 NAME=h2m-updates-timer-$$
 FIX=$ROOT/tests/fixtures/autoupdate
-failed=0
-pass() { echo "ok   $*"; }
-fail() {
-    echo "FAIL $*"
-    failed=$((failed + 1))
-}
-cleanup() { podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
+on_exit "podman rm -f -t 0 '$NAME'"
 
 podman run -d --name "$NAME" --systemd=always --network=none "$IMAGE" /sbin/init >/dev/null
 for _ in $(seq 300); do
@@ -99,6 +95,3 @@ case $timers in
 *host2mqtt-updates.timer*) pass "the timer is scheduled" ;;
 *) fail "the timer is not scheduled: $timers" ;;
 esac
-
-if ((failed)); then echo "$failed failed"; else echo "all passed"; fi
-exit $((failed > 0))

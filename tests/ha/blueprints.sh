@@ -1,31 +1,23 @@
 #!/usr/bin/env bash
 # End-to-end proof of the Home Assistant blueprints in
 # config/homeassistant/blueprints/automation/host2mqtt/ against a REAL Home
-# Assistant (the harness in ../shared/ha): loads them, makes one automation
-# from each through HA's API, runs the real agent against HA's broker,
-# causes each condition for real, and asserts that each automation fired
-# (a persistent notification, a to-do item) and that nothing fired while
-# nothing was wrong. See tests/ha/README.md.
+# Assistant (the harness in tests/ha/harness): loads them, makes one
+# automation from each through HA's API, runs the real agent against HA's
+# broker, causes each condition for real, and asserts that each automation
+# fired (a persistent notification, a to-do item) and that nothing fired
+# while nothing was wrong. See tests/ha/README.md.
 #
 #   tests/ha/blueprints.sh
 #
-# Env: HA_HARNESS     harness scripts (default: <project>/../shared/ha); absent -> SKIP
-#      HOST2MQTT_BIN  use this binary instead of `cargo build --release`
-#      HA_REUSE=1     use an already running harness (not started, not stopped here)
-#      HA_HARNESS_DIR, HA_STATE_DIR   passed on to the harness scripts
+# Env: HOST2MQTT_BIN  use this binary instead of `cargo build --release`
+#      HA_REUSE=1     use the harness already running on $HA_PORT (not started, not stopped here)
+#      H2M_HA_DIR, HA_PORT, MQTT_PORT   passed on to the harness (free ports by default)
 # Must run as root (tmpfs mount; the harness and Podman need root anyway).
 set -uo pipefail
-
 HERE=$(cd "$(dirname "$0")" && pwd)
-PROJECT=$(cd "$HERE/../.." && pwd)
-HARNESS=${HA_HARNESS:-$(dirname "$0")/../../../shared/ha}
-if [ ! -f "$HARNESS/start.sh" ] || [ ! -f "$HARNESS/ha_harness.py" ]; then
-  echo "SKIP: no Home Assistant harness at $(realpath -m "$HARNESS")"
-  exit 0
-fi
-HARNESS=$(cd "$HARNESS" && pwd)
-STATE=$(realpath -m "${HA_STATE_DIR:-${HA_HARNESS_DIR:-/tmp/ha}/run}")
-export HA_ENV=${HA_ENV:-$STATE/ha.env}
+TEST_NAME=blueprints
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 BLUEPRINTS=$PROJECT/config/homeassistant/blueprints/automation/host2mqtt
 N_BLUEPRINTS=$(ls "$BLUEPRINTS"/*.yaml | wc -l)
 INTERVAL_S=2
@@ -33,131 +25,20 @@ INTERVAL_S=2
 # container updates; HUNG gets frozen, DEAD gets killed.
 MAIN=bpmain HUNG=bphung DEAD=bpdead
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PROJECT/tests/env/systemd-containers.conf}
-
-T_START=$EPOCHREALTIME
-PASS=0 FAIL=0 PENDING=0
-FAILED=() PENDINGS=()
-STARTED_HARNESS=0
 declare -A AGENT_PID=()
-RECORDER=""
 HOG=""
 MNT=""
 CTR=""
-IMAGE_JOB=""
-WORK=$(mktemp -d /tmp/h2m-blueprints.XXXXXX)
-
-log() { printf '[blueprints %6.1fs] %s\n' "$(elapsed "$T_START")" "$*"; }
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-indent() { sed 's/^/       /'; }
 now() { date +%s.%N; }
+need_root "must run as root (tmpfs mount; the harness needs root)"
+temp_dir WORK h2m-blueprints
+umount_tmpfs() { if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi; }
+remove_ctr() { [ -n "$CTR" ] && podman rm -f -t 2 "$CTR"; }
+on_exit umount_tmpfs
+on_exit remove_ctr
+log "work dir $WORK"
 
-summary() {
-  log "total run time $(elapsed "$T_START")s"
-  if ((PENDING)); then printf 'pending: %s\n' "${PENDINGS[@]}"; fi
-  if ((FAIL)); then printf 'failed: %s\n' "${FAILED[@]}"; fi
-  echo "$PASS passed, $FAIL failed"
-}
-
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $st != Z* ]]
-}
-
-stop_pid() { # PID: CONT, TERM, then KILL after 5 s; waits for it
-  local pid=$1
-  alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-  kill -CONT "$pid" 2>/dev/null
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-  alive "$pid" && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  local n
-  for n in "${!AGENT_PID[@]}"; do [ -n "${AGENT_PID[$n]}" ] && stop_pid "${AGENT_PID[$n]}"; done
-  [ -n "$HOG" ] && stop_pid "$HOG"
-  [ -n "$RECORDER" ] && stop_pid "$RECORDER"
-  [ -n "$IMAGE_JOB" ] && stop_pid "$IMAGE_JOB"
-  [ -n "$CTR" ] && podman rm -f -t 2 "$CTR" > /dev/null 2>&1
-  if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi
-  if ((STARTED_HARNESS)); then
-    log "stopping the harness"
-    "$HARNESS/stop.sh" 2>&1 | indent
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo; log "interrupted"; exit 130' INT TERM
-
-# check NAME CMD...: runs CMD, counts it as passed (exit 0) or failed.
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1)
-  rc=$?
-  if ((rc == 0)); then
-    PASS=$((PASS + 1))
-    echo "  ok   $name"
-  else
-    FAIL=$((FAIL + 1))
-    FAILED+=("$name")
-    echo "  FAIL $name"
-  fi
-  [ -n "$out" ] && printf '%s\n' "$out" | indent
-  return $rc
-}
-
-# pending NAME WHY: a step that cannot run yet; neither passed nor failed.
-pending() {
-  PENDING=$((PENDING + 1))
-  PENDINGS+=("$1 ($2)")
-  echo "  --   $1: pending, $2"
-}
-
-fatal() {
-  FAIL=$((FAIL + 1))
-  FAILED+=("$1")
-  echo "  FAIL $1"
-  [ -n "${2:-}" ] && printf '%s\n' "$2" | indent
-  summary
-  exit 1
-}
-
-harness_running() {
-  local p f
-  for p in hass mosquitto; do
-    f=$STATE/$p.pid
-    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
-  done
-  return 1
-}
-
-envval() { sed -n "s/^$1=//p" "$HA_ENV" | tail -n 1; }
-
-# --- 1. the harness, the binary, the systemd image -------------------------------
-[ "$(id -u)" = 0 ] || { echo "must run as root (tmpfs mount; the harness needs root)"; exit 1; }
-log "harness $HARNESS, state $STATE, work dir $WORK"
-log "setup.sh (idempotent; the first run takes minutes and needs the package registries)"
-if ! "$HARNESS/setup.sh" > "$WORK/setup.log" 2>&1; then
-  fatal "harness setup.sh" "$(tail -n 30 "$WORK/setup.log")"
-fi
-if [ -n "${HOST2MQTT_BIN:-}" ]; then
-  [ -x "$HOST2MQTT_BIN" ] || fatal "binary" "HOST2MQTT_BIN=$HOST2MQTT_BIN is not executable"
-  SRC_BIN=$HOST2MQTT_BIN
-else
-  log "cargo build --release"
-  (cd "$PROJECT" && cargo build --release --bin host2mqtt > "$WORK/cargo.log" 2>&1) \
-    || fatal "cargo build --release" "$(tail -n 40 "$WORK/cargo.log")"
-  SRC_BIN=$PROJECT/target/release/host2mqtt
-fi
-# A private copy: a rebuild in the meantime must not swap the binary under us.
-BIN=$WORK/host2mqtt
-cp "$SRC_BIN" "$BIN"
+h2m_binary "$WORK"
 
 # supports ENV=VALUE...: the binary accepts these settings. The config is
 # checked before anything runs and an unknown key exits 78 at once; the
@@ -175,26 +56,12 @@ if command -v podman > /dev/null && [ -x "$PROJECT/tests/env/systemd-image.sh" ]
     && supports HOST2MQTT__SYSTEMD__SYSTEM__ADDRESS=unix:path=/nonexistent; then
   "$PROJECT/tests/env/systemd-image.sh" > "$WORK/image.log" 2>&1 &
   IMAGE_JOB=$!
+  track "$IMAGE_JOB"
 fi
 
-if harness_running; then
-  if [ "${HA_REUSE:-0}" = 1 ]; then
-    log "HA_REUSE=1: using the running harness (it will not be stopped)"
-  else
-    fatal "harness start" "the harness is already running (pid files in $STATE); stop it with $HARNESS/stop.sh, or set HA_REUSE=1 to use it"
-  fi
-else
-  log "start.sh (fresh HA + Mosquitto)"
-  T=$EPOCHREALTIME
-  STARTED_HARNESS=1
-  "$HARNESS/start.sh" > "$WORK/start.log" 2>&1 || fatal "harness start.sh" "$(tail -n 30 "$WORK/start.log")"
-  log "HA $(envval HA_VERSION) ready in $(elapsed "$T")s"
-fi
-MQTT_PORT=$(envval MQTT_PORT)
-PREFIX=$(envval DISCOVERY_PREFIX)
-HA_LOG=$(envval HA_LOG)
+ha_up "$WORK"
 HA_LOG_OFFSET=$(stat -c %s "$HA_LOG" 2>/dev/null || echo 0)
-B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --harness "$HARNESS" --env "$HA_ENV")
+B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --env "$HA_ENV")
 NOTES=$WORK/notifications.jsonl
 
 # --- 2. the blueprints in HA --------------------------------------------------------
@@ -210,7 +77,7 @@ TODO=$("${B[@]}" todo "Host maintenance" 2>&1)
 check "a Local to-do list through the config flow: $TODO" test "${TODO#todo.}" != "$TODO"
 : > "$NOTES"
 "${B[@]}" record "$NOTES" > "$WORK/recorder.log" 2>&1 &
-RECORDER=$!
+track $!
 
 # --- 3. the agents --------------------------------------------------------------------
 for v in $(compgen -e); do
@@ -245,7 +112,7 @@ fi
 # bus on a directory we share: the agent reads PID 1's failed units there.
 SYSTEMD=0
 SYSTEMD_WHY="no podman, no tests/env/systemd-image.sh, or no systemd source in this binary"
-if [ -n "$IMAGE_JOB" ]; then
+if [ -n "${IMAGE_JOB:-}" ]; then
   log "waiting for the systemd image (tests/env/systemd-image.sh)"
   if wait "$IMAGE_JOB"; then
     SYSD_IMAGE=$(tail -n 1 "$WORK/image.log") # the script prints the image's name
@@ -283,6 +150,7 @@ start_agent() { # NAME ENV...: starts the agent, records its PID
   shift
   env "${COMMON[@]}" "$@" "$BIN" --config "$WORK/host2mqtt.toml" run >> "$WORK/$name.log" 2>&1 &
   AGENT_PID[$name]=$!
+  track "${AGENT_PID[$name]}"
 }
 HUNG_ENV=(HOST2MQTT__NODE_ID=$HUNG HOST2MQTT__DEVICE_NAME=bp-hung "${OFF[@]}"
   # A long keepalive: the broker must not notice the frozen agent (and
@@ -301,18 +169,16 @@ for n in $MAIN $HUNG $DEAD; do
   check "device host2mqtt_$n in HA: $id" test ${#id} = 32 || fatal "agent $n" "$(tail -n 20 "$WORK/$n.log")"
   printf -v "DEV_$n" '%s' "$id"
 done
+state_of() { # ENTITY: its state, or nothing
+  "$HA_HARNESS" probe get "/api/states/$1" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null
+}
+has_value() { case $(state_of "$1") in "" | unknown | unavailable) return 1 ;; esac; }
 wait_state() { # ENTITY [SECONDS]: has a value (not unknown/unavailable) within SECONDS (20)
-  local t=${2:-20}
-  "$HARNESS/probe.sh" wait-entity "$1" --timeout "$t" > /dev/null 2>&1 || { echo "no $1 within ${t}s"; return 1; }
-  for _ in $(seq $((t * 2))); do
-    s=$("$HARNESS/probe.sh" get "/api/states/$1" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null)
-    case $s in "" | unknown | unavailable) sleep 0.5 ;; *) echo "$1 = $s"; return 0 ;; esac
-  done
-  echo "$1 has no value: ${s:-absent}"
-  return 1
+  wait_until "${2:-20}" has_value "$1" || { echo "$1 has no value within ${2:-20}s: $(state_of "$1")"; return 1; }
+  echo "$1 = $(state_of "$1")"
 }
 check "memory used of $MAIN has a value" wait_state "sensor.${MAIN}_memory_used"
-MEM=$("$HARNESS/probe.sh" get "/api/states/sensor.${MAIN}_memory_used" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+MEM=$(state_of "sensor.${MAIN}_memory_used")
 if ((UPDATES)); then
   check "container updates of $MAIN, from the captured podman output: on" wait_state "binary_sensor.${MAIN}_updates_available"
 fi
@@ -328,7 +194,7 @@ echo "== automations from the blueprints (through POST /api/config/automation/co
 # a shared 2-core machine moves them too much for a quiet baseline.
 MEM_LIMIT=$(awk -v m="$MEM" 'BEGIN { printf "%d", m + 12.5 }')
 # The to-do: the maintenance window is today, 100 s from now, in HA's time zone.
-HA_TZ=$("$HARNESS/probe.sh" get /api/config | python3 -c 'import json,sys; print(json.load(sys.stdin)["time_zone"])')
+HA_TZ=$("$HA_HARNESS" probe get /api/config | python3 -c 'import json,sys; print(json.load(sys.stdin)["time_zone"])')
 AT_EPOCH=$(($(date +%s) + 100))
 AT=$(TZ=$HA_TZ date -d "@$AT_EPOCH" +%H:%M:%S)
 DAY=$(LC_ALL=C TZ=$HA_TZ date -d "@$AT_EPOCH" +%a | tr 'A-Z' 'a-z')
@@ -368,6 +234,7 @@ T0=$(now)
 [ -n "$MNT" ] && dd if=/dev/zero of="$MNT/fill" bs=1M count=3 status=none
 python3 -c 'import time; b = b"\x01" * (6 << 30); time.sleep(900)' &
 HOG=$!
+track "$HOG"
 kill -STOP "${AGENT_PID[$HUNG]}"
 { kill -KILL "${AGENT_PID[$DEAD]}" && wait "${AGENT_PID[$DEAD]}"; } 2> /dev/null
 AGENT_PID[$DEAD]=""
@@ -378,7 +245,7 @@ if ((SYSTEMD)); then
   check "failed unit: notification names h2m-bp-fails.service (at once)" "${B[@]}" expect "$NOTES" host2mqtt_bp_systemd \
     --after "$T0" --timeout 30 --contains bp-main --contains h2m-bp-fails.service
 else
-  pending "failed systemd units blueprint against the agent" "$SYSTEMD_WHY"
+  skip "failed systemd units blueprint against the agent" "$SYSTEMD_WHY"
 fi
 check "memory: notification names bp-main and memory used (1 min after)" "${B[@]}" expect "$NOTES" host2mqtt_bp_pressure \
   --after "$T0" --timeout 100 --contains bp-main --contains "memory used"
@@ -397,7 +264,7 @@ if ((UPDATES)); then
   sleep 2
   check "run again while the item is open: still one item (updated, not added twice)" "${B[@]}" todo-count "$TODO" --count 1
 else
-  pending "container updates blueprint against the agent" "this binary has no containers.updates file source"
+  skip "container updates blueprint against the agent" "this binary has no containers.updates file source"
 fi
 if [ -n "$MNT" ]; then
   # A new automation made while the disk is already full reports it at once
@@ -445,5 +312,3 @@ if ((FAIL)); then
     tail -n 10 "$WORK/$n.log" | indent
   done
 fi
-summary
-((FAIL == 0))

@@ -3,7 +3,7 @@
 (config/homeassistant/blueprints/) in a real Home Assistant.
 
 Standard library only (Python >= 3.9). It talks to HA through the harness's
-client, ha_harness.py (REST + websocket), found with --harness.
+client, ha_harness.py (REST + websocket), in tests/ha/harness/.
 
 Sub-commands (each prints one short line when it passes, the details when
 it fails, and exits 0 or 1; `record` runs until killed):
@@ -14,7 +14,7 @@ it fails, and exits 0 or 1; `record` runs until killed):
 
   install DIR        copy the blueprints into HA's config, make HA load
                      automations.yaml (append `automation: !include
-                     automations.yaml`, then automation.reload: start.sh
+                     automations.yaml`, then automation.reload: the harness
                      writes configuration.yaml anew on every start, so
                      appending before a restart would be lost)
   blueprints N       blueprint/list has the N host2mqtt blueprints, none
@@ -54,16 +54,12 @@ import shutil
 import sys
 import time
 
-H = None  # the ha_harness module, imported in main()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"))
+import ha_harness as H  # noqa: E402  (tests/ha/harness)
 
 
 def ha_from(env_file):
-    env = H.load_env(env_file)
-    url = os.environ.get("HA_URL") or env.get("HA_URL")
-    token = os.environ.get("HA_TOKEN") or env.get("HA_TOKEN")
-    if not url or not token:
-        raise SystemExit(f"no HA_URL/HA_TOKEN in {env_file} (did start.sh run?)")
-    return H.HA(url, token), env
+    return H.connect(env_file)
 
 
 def ws_cmd(ha, type_, **kw):
@@ -76,22 +72,14 @@ def ws_cmd(ha, type_, **kw):
 
 def wait(fn, timeout, interval=0.5):
     """Calls fn() -> (ok, detail) until ok or timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ok, detail = fn()
-        except (OSError, ValueError, H.HAError) as e:
-            ok, detail = False, f"HA query failed: {e}"
-        if ok or time.monotonic() >= deadline:
-            return ok, detail
-        time.sleep(interval)
+    return H.until(fn, timeout, interval)
 
 
 # --------------------------------------------------------------------------
 def cmd_promote_http(a, ha, env):
     # HA 2026.11 moves the YAML `http:` of a fresh config into storage as a
     # "pending" config and, unless it is promoted within 5 minutes, reverts
-    # it and restarts (start.sh cannot follow that restart): promote it.
+    # it and restarts (the harness cannot follow that restart): promote it.
     try:
         ws_cmd(ha, "http/config/promote")
     except H.HAError as e:
@@ -388,10 +376,8 @@ def cmd_log(a, ha, env):
 
 
 def main():
-    global H
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--harness", required=True, help="directory of ha_harness.py")
-    p.add_argument("--env", default=os.environ.get("HA_ENV", "/tmp/ha/run/ha.env"))
+    p.add_argument("--env", default=os.environ.get("HA_ENV"), help="the harness's ha.env")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("promote-http")
     s = sub.add_parser("install"); s.add_argument("dir")
@@ -418,9 +404,6 @@ def main():
     s = sub.add_parser("log"); s.add_argument("log"); s.add_argument("--offset", type=int, default=0)
     s.add_argument("--node", action="append", default=[])
     a = p.parse_args()
-    sys.path.insert(0, a.harness)
-    import ha_harness  # noqa: E402
-    H = ha_harness
     ha, env = ha_from(a.env)
     fn = {"promote-http": cmd_promote_http, "install": cmd_install, "blueprints": cmd_blueprints, "todo": cmd_todo, "device": cmd_device,
           "create": cmd_create, "entity": cmd_entity, "trigger": cmd_trigger, "record": cmd_record, "expect": cmd_expect, "dismissed": cmd_dismissed,

@@ -1,175 +1,36 @@
 #!/usr/bin/env bash
-# End-to-end check against a REAL Home Assistant (the harness in ../shared/ha):
-# runs `host2mqtt run` against the harness's Mosquitto and asserts what HA
-# builds from it: the device, every entity with its unit/device_class/
-# state_class/entity_category, sane states, removal of a vanished mount,
-# re-announcing on HA's birth, LWT on kill -9, offline on SIGTERM, and
+# End-to-end check against a REAL Home Assistant (the harness in
+# tests/ha/harness): runs `host2mqtt run` against the harness's Mosquitto and
+# asserts what HA builds from it: the device, every entity with its unit/
+# device_class/state_class/entity_category, sane states, removal of a vanished
+# mount, re-announcing on HA's birth, LWT on kill -9, offline on SIGTERM, and
 # expire_after while the agent is frozen. See tests/ha/README.md.
 #
 #   tests/ha/check.sh
 #
-# Env: HA_HARNESS     harness scripts (default: <project>/../shared/ha); absent -> SKIP
-#      HOST2MQTT_BIN  use this binary instead of `cargo build --release`
-#      HA_REUSE=1     use an already running harness (not started, not stopped here)
-#      HA_HARNESS_DIR, HA_STATE_DIR   passed on to the harness scripts
+# Env: HOST2MQTT_BIN  use this binary instead of `cargo build --release`
+#      HA_REUSE=1     use the harness already running on $HA_PORT (not started, not stopped here)
+#      H2M_HA_DIR, HA_PORT, MQTT_PORT   passed on to the harness (free ports by default)
 # Must run as root (mount/umount of a tmpfs; the harness needs root anyway).
 set -uo pipefail
-
 HERE=$(cd "$(dirname "$0")" && pwd)
-PROJECT=$(cd "$HERE/../.." && pwd)
-HARNESS=${HA_HARNESS:-$(dirname "$0")/../../../shared/ha}
-if [ ! -f "$HARNESS/start.sh" ] || [ ! -f "$HARNESS/ha_harness.py" ]; then
-  echo "SKIP: no Home Assistant harness at $(realpath -m "$HARNESS")"
-  exit 0
-fi
-HARNESS=$(cd "$HARNESS" && pwd)
-STATE=$(realpath -m "${HA_STATE_DIR:-${HA_HARNESS_DIR:-/tmp/ha}/run}")
-export HA_ENV=${HA_ENV:-$STATE/ha.env}
+TEST_NAME=hacheck
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 NODE=hacheck
 INTERVAL_S=2
-
-T_START=$EPOCHREALTIME
-PASS=0
-FAIL=0
-FAILED=()
-STARTED_HARNESS=0
 AGENT_PID=""
 MNT=""
-WORK=$(mktemp -d /tmp/h2m-hacheck.XXXXXX)
+need_root "must run as root (tmpfs mount; the harness needs root)"
+temp_dir WORK h2m-hacheck
+stop_agent() { [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"; }
+umount_tmpfs() { if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi; }
+on_exit umount_tmpfs
+on_exit stop_agent
+log "work dir $WORK"
 
-log() { printf '[hacheck %6.1fs] %s\n' "$(elapsed "$T_START")" "$*"; }
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-indent() { sed 's/^/       /'; }
-
-summary() {
-  log "total run time $(elapsed "$T_START")s"
-  if ((FAIL)); then printf 'failed: %s\n' "${FAILED[@]}"; fi
-  echo "$PASS passed, $FAIL failed"
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ -n "$AGENT_PID" ]; then
-    if alive "$AGENT_PID"; then
-      kill -CONT "$AGENT_PID" 2>/dev/null
-      kill -TERM "$AGENT_PID" 2>/dev/null
-      for _ in $(seq 50); do alive "$AGENT_PID" || break; sleep 0.1; done
-      alive "$AGENT_PID" && kill -KILL "$AGENT_PID" 2>/dev/null
-    fi
-    wait "$AGENT_PID" 2>/dev/null
-  fi
-  if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi
-  if ((STARTED_HARNESS)); then
-    log "stopping the harness"
-    "$HARNESS/stop.sh" 2>&1 | indent
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo; log "interrupted"; exit 130' INT TERM
-
-# check NAME CMD...: runs CMD, counts it as passed (exit 0) or failed.
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1)
-  rc=$?
-  if ((rc == 0)); then
-    PASS=$((PASS + 1))
-    echo "  ok   $name"
-  else
-    FAIL=$((FAIL + 1))
-    FAILED+=("$name")
-    echo "  FAIL $name"
-  fi
-  [ -n "$out" ] && printf '%s\n' "$out" | indent
-  return $rc
-}
-
-# fatal NAME MESSAGE: a failure that ends the run.
-fatal() {
-  FAIL=$((FAIL + 1))
-  FAILED+=("$1")
-  echo "  FAIL $1"
-  [ -n "${2:-}" ] && printf '%s\n' "$2" | indent
-  summary
-  exit 1
-}
-
-harness_running() {
-  local p f
-  for p in hass mosquitto; do
-    f=$STATE/$p.pid
-    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
-  done
-  return 1
-}
-
-# alive PID: running (a zombie, exited but not yet waited for, is not).
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $st != Z* ]]
-}
-
-envval() { sed -n "s/^$1=//p" "$HA_ENV" | tail -n 1; }
-
-# --- 1. the harness --------------------------------------------------------------
-[ "$(id -u)" = 0 ] || { echo "must run as root (tmpfs mount; the harness needs root)"; exit 1; }
-log "harness $HARNESS, state $STATE, work dir $WORK"
-log "setup.sh (idempotent; the first run takes minutes and needs the package registries)"
-T=$EPOCHREALTIME
-if ! "$HARNESS/setup.sh" 2>&1 | tee "$WORK/setup.log" | indent; then
-  fatal "harness setup.sh" "(its output is above)"
-fi
-log "setup.sh done in $(elapsed "$T")s"
-
-# --- 2. the binary ---------------------------------------------------------------
-if [ -n "${HOST2MQTT_BIN:-}" ]; then
-  [ -x "$HOST2MQTT_BIN" ] || fatal "binary" "HOST2MQTT_BIN=$HOST2MQTT_BIN is not executable"
-  SRC_BIN=$HOST2MQTT_BIN
-else
-  log "cargo build --release"
-  T=$EPOCHREALTIME
-  if ! (cd "$PROJECT" && cargo build --release --bin host2mqtt --message-format=json-render-diagnostics \
-          > "$WORK/cargo.json" 2> "$WORK/cargo.err"); then
-    fatal "cargo build --release" "$(tail -n 40 "$WORK/cargo.err")"
-  fi
-  SRC_BIN=$(python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "host2mqtt":
-        print(m["executable"])' "$WORK/cargo.json" | tail -n 1)
-  [ -x "$SRC_BIN" ] || fatal "cargo build --release" "no host2mqtt executable in cargo's output"
-  log "built $SRC_BIN in $(elapsed "$T")s"
-fi
-# A private copy: a rebuild in the meantime must not swap the binary under us.
-BIN=$WORK/host2mqtt
-cp "$SRC_BIN" "$BIN"
-
-# --- 3. HA + broker ---------------------------------------------------------------
-if harness_running; then
-  if [ "${HA_REUSE:-0}" = 1 ]; then
-    log "HA_REUSE=1: using the running harness (it will not be stopped)"
-  else
-    fatal "harness start" "the harness is already running (pid files in $STATE); stop it with $HARNESS/stop.sh, or set HA_REUSE=1 to use it"
-  fi
-else
-  log "start.sh (fresh HA + Mosquitto)"
-  T=$EPOCHREALTIME
-  STARTED_HARNESS=1   # from here on, whatever runs is ours to stop
-  if ! "$HARNESS/start.sh" > "$WORK/start.log" 2>&1; then
-    fatal "harness start.sh" "$(tail -n 30 "$WORK/start.log")"
-  fi
-  log "HA $(envval HA_VERSION) ready in $(elapsed "$T")s"
-fi
-[ -f "$HA_ENV" ] || fatal "harness env" "no $HA_ENV"
-MQTT_PORT=$(envval MQTT_PORT)
-PREFIX=$(envval DISCOVERY_PREFIX)
-HA_LOG=$(envval HA_LOG)
+h2m_binary "$WORK"
+ha_up "$WORK"
 
 # --- 4. the tmpfs and the agent's config ------------------------------------------
 MNT_DIR=$WORK/tmpfs
@@ -178,7 +39,7 @@ if mount -t tmpfs -o size=4m,mode=0755 h2m-hacheck "$MNT_DIR" 2> "$WORK/mount.er
   MNT=$MNT_DIR
   log "tmpfs mounted at $MNT"
 else
-  log "cannot mount a tmpfs at $MNT_DIR ($(cat "$WORK/mount.err")); skipping the mount checks"
+  skip "a mount that goes away" "cannot mount a tmpfs at $MNT_DIR: $(cat "$WORK/mount.err")"
 fi
 
 # Only our settings: nothing from the caller's environment or /etc.
@@ -199,7 +60,7 @@ H2M=("$BIN" --config "$WORK/host2mqtt.toml")
 if ! "${H2M[@]}" check --json > "$WORK/check.json" 2> "$WORK/check.err"; then
   fatal "host2mqtt check --json" "$(cat "$WORK/check.err")"
 fi
-CHECK=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/check_ha.py" --harness "$HARNESS" --env "$HA_ENV" --check-json "$WORK/check.json" --node "$NODE")
+CHECK=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/check_ha.py" --env "$HA_ENV" --check-json "$WORK/check.json" --node "$NODE")
 AGENT_LOG=$WORK/agent.log
 : > "$AGENT_LOG"
 start_agent() {
@@ -226,7 +87,6 @@ echo "== discovery"
 if ! check "device and every entity of \`host2mqtt check --json\` appear in HA" "${CHECK[@]}" discovered --timeout 20; then
   echo "agent log:"
   indent < "$AGENT_LOG"
-  summary
   exit 1
 fi
 check "device registry: identifiers, name = host name, manufacturer/model from os-release, sw_version = kernel" \
@@ -313,5 +173,3 @@ if ((FAIL)); then
   echo "agent log (last 30 lines):"
   tail -n 30 "$AGENT_LOG" | indent
 fi
-summary
-((FAIL == 0))

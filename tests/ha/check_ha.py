@@ -2,8 +2,8 @@
 """Assertions against a real Home Assistant for tests/ha/check.sh.
 
 Standard library only (Python >= 3.9). It talks to HA through the harness's
-own client, ha_harness.py (REST + websocket registries), found with
---harness. What HA should hold is derived from `host2mqtt check --json`
+own client, ha_harness.py (REST + websocket registries), in
+tests/ha/harness/. What HA should hold is derived from `host2mqtt check --json`
 (--check-json): its discovery payload's `cmps`, one entity per component.
 
 Every sub-command prints one short line when it passes and the details when
@@ -35,7 +35,8 @@ import shlex
 import sys
 import time
 
-H = None  # the ha_harness module, imported in main()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"))
+import ha_harness as H  # noqa: E402  (tests/ha/harness)
 
 BAD = ("unknown", "unavailable")
 
@@ -77,12 +78,7 @@ def is_of_mount(c, mount):
 # what HA has
 class HAView:
     def __init__(self, env_file):
-        env = H.load_env(env_file)
-        url = os.environ.get("HA_URL") or env.get("HA_URL")
-        token = os.environ.get("HA_TOKEN") or env.get("HA_TOKEN")
-        if not url or not token:
-            raise SystemExit(f"no HA_URL/HA_TOKEN in {env_file} (did start.sh run?)")
-        self.ha = H.HA(url, token)
+        self.ha, _ = H.connect(env_file)
 
     def states(self):
         return {s["entity_id"]: s for s in self.ha.get("/api/states")}
@@ -98,15 +94,7 @@ def our_device(devices, exp):
 
 def retry(fn, timeout, interval=0.25):
     """Calls fn() -> (ok, detail) until ok or timeout; returns the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ok, detail = fn()
-        except (OSError, ValueError, H.HAError) as e:
-            ok, detail = False, f"HA query failed: {e}"
-        if ok or time.monotonic() >= deadline:
-            return ok, detail
-        time.sleep(interval)
+    return H.until(fn, timeout, interval)
 
 
 def fmt_list(items, limit=12):
@@ -516,10 +504,8 @@ def cmd_log(a, exp, v):
 
 
 def main():
-    global H
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--harness", required=True, help="directory of ha_harness.py")
-    p.add_argument("--env", default=os.environ.get("HA_ENV", "/tmp/ha/run/ha.env"))
+    p.add_argument("--env", default=os.environ.get("HA_ENV"), help="the harness's ha.env")
     p.add_argument("--check-json", required=True, help="output of `host2mqtt check --json`")
     p.add_argument("--without-mount", action="append", default=[],
                    help="leave out this mount point's entities (it was unmounted)")
@@ -541,9 +527,6 @@ def main():
     s.add_argument("--min", type=float, default=3.5); s.add_argument("--max", type=float, default=9)
     s = sub.add_parser("log"); s.add_argument("--log", required=True); s.add_argument("--offset", type=int, default=0)
     a = p.parse_args()
-    sys.path.insert(0, a.harness)
-    import ha_harness  # noqa: E402
-    H = ha_harness
     exp = Expected(a.check_json, a.without_mount)
     v = HAView(a.env)
     fn = {"discovered": cmd_discovered, "device": cmd_device, "entities": cmd_entities, "sane": cmd_sane,

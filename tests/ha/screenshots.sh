@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Takes the README's pictures from a real Home Assistant (the harness in
-# ../shared/ha): docs/ha-dashboard.png (config/homeassistant/dashboard.yaml
+# tests/ha/harness): docs/ha-dashboard.png (config/homeassistant/dashboard.yaml
 # with two hosts, `nas` and `vps`) and docs/ha-device.png (the device page
 # of `nas`, with automations made from the blueprints). Not a test; run it
 # by hand when the entities or the dashboard change:
@@ -9,48 +9,30 @@
 #
 # Needs: apt-get install -y chromium pngquant optipng; node and npm (it
 # installs playwright-core and js-yaml into a temporary directory).
-# Env: HOST2MQTT_BIN (else target/release/host2mqtt), HA_HARNESS, HA_STATE_DIR.
+# Env: HOST2MQTT_BIN (else target/release/host2mqtt), H2M_HA_DIR.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-PROJECT=$(cd "$HERE/../.." && pwd)
-HARNESS=$(cd "${HA_HARNESS:-$PROJECT/../shared/ha}" && pwd)
-STATE=$(realpath -m "${HA_STATE_DIR:-${HA_HARNESS_DIR:-/tmp/ha}/run}")
-export HA_ENV=$STATE/ha.env
-WORK=$(mktemp -d /tmp/h2m-screenshots.XXXXXX)
-PIDS=()
+TEST_NAME=screenshots
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
+need_root
+temp_dir WORK h2m-screenshots
 MNT=""
-log() { echo "[screenshots $(date +%H:%M:%S)] $*"; }
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
-  if [ -n "$MNT" ]; then umount "$MNT" 2> /dev/null || true; [ "$MNT" != /mnt/data ] || rmdir "$MNT" || true; fi
-  "$HARNESS/stop.sh" > /dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-for p in hass mosquitto; do
-  if [ -f "$STATE/$p.pid" ] && kill -0 "$(cat "$STATE/$p.pid")" 2> /dev/null; then
-    echo "the harness is running; stop it first ($HARNESS/stop.sh)" >&2
-    exit 1
-  fi
-done
+umount_data() { if [ -n "$MNT" ]; then umount "$MNT"; [ "$MNT" != /mnt/data ] || rmdir "$MNT"; fi; }
+on_exit umount_data
 command -v chromium > /dev/null || { echo "no chromium: apt-get install -y chromium" >&2; exit 1; }
 log "npm install playwright-core js-yaml (into $WORK/node)"
 mkdir -p "$WORK/node"
 (cd "$WORK/node" && npm init -y > /dev/null && npm install --no-audit --no-fund --silent playwright-core js-yaml > /dev/null)
 cp "$HERE/screenshots.mjs" "$WORK/node/"
 cp "${HOST2MQTT_BIN:-$PROJECT/target/release/host2mqtt}" "$WORK/host2mqtt"
-
-"$HARNESS/setup.sh" > /dev/null
-log "start.sh"
-"$HARNESS/start.sh" > "$WORK/start.log" 2>&1 || { tail -n 20 "$WORK/start.log"; exit 1; }
+ha_up "$WORK"
 # The harness onboards only the user; the frontend sends every page to the
 # rest of the onboarding until it is done. Finish it through the API (its
 # core_config step sets up met, radio_browser and friends, which fail
 # without the internet: harmless here).
-python3 - "$HARNESS" "$HA_ENV" << 'EOF'
+python3 - "$HERE/harness" "$HA_ENV" << 'EOF'
 import sys
 sys.path.insert(0, sys.argv[1])
 import ha_harness as H
@@ -65,8 +47,8 @@ ha.token = tok["access_token"]
 ha.call("POST", "/api/onboarding/integration",
         data={"client_id": env["HA_CLIENT_ID"], "redirect_uri": env["HA_CLIENT_ID"] + "?auth_callback=1"})
 EOF
-PORT=$(sed -n 's/^MQTT_PORT=//p' "$HA_ENV")
-B=(python3 "$HERE/blueprints_ha.py" --harness "$HARNESS" --env "$HA_ENV")
+PORT=$MQTT_PORT
+B=(python3 "$HERE/blueprints_ha.py" --env "$HA_ENV")
 "${B[@]}" promote-http > /dev/null
 "${B[@]}" install "$PROJECT/config/homeassistant/blueprints/automation/host2mqtt" > /dev/null
 
@@ -83,7 +65,7 @@ agent() {
   env -i PATH="$PATH" HOST2MQTT__INTERVAL=5s HOST2MQTT__MQTT__HOST=127.0.0.1 HOST2MQTT__MQTT__PORT="$PORT" \
     HOST2MQTT__SYSTEMD__SYSTEM__ENABLED=false "$@" "$WORK/host2mqtt" --config "$WORK/empty.toml" run \
     >> "$WORK/agents.log" 2>&1 &
-  PIDS+=($!)
+  track $!
 }
 agent HOST2MQTT__NODE_ID=nas HOST2MQTT__DEVICE_NAME=nas \
   HOST2MQTT__COLLECTORS__DISK__MOUNT_POINTS_INCLUDE="/,$DATA" HOST2MQTT__COLLECTORS__DISK__FS_TYPES_EXCLUDE="" \
