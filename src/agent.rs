@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, MissedTickBehavior};
 
+use crate::availability::{LastGood, Latch};
 use crate::collector::{Collector, Tick};
 use crate::config::{is_topic_safe, Config};
 use crate::discovery::{Announcer, Device, Model, Topics, OFFLINE, ONLINE};
 use crate::host;
 use crate::notify;
-use crate::reading::{Kind, Reading, Value};
+use crate::reading::{Kind, Reading};
 use crate::session::{Publisher, SessionEvent};
 use crate::source::SourceHandle;
 
@@ -22,8 +23,8 @@ use crate::source::SourceHandle;
 /// keeps its entities (shown without a value) instead of deleting them.
 struct Slot {
     collector: Box<dyn Collector>,
-    last_ok: Vec<Reading>,
-    failing: bool,
+    last_ok: LastGood,
+    health: Latch,
 }
 
 /// Collects a cycle and keeps HA's model of this host.
@@ -96,8 +97,8 @@ impl Agent {
                 .into_iter()
                 .map(|collector| Slot {
                     collector,
-                    last_ok: Vec::new(),
-                    failing: false,
+                    last_ok: LastGood::default(),
+                    health: Latch::default(),
                 })
                 .collect(),
             sources: Vec::new(),
@@ -126,23 +127,17 @@ impl Agent {
             let mark = readings.len();
             match slot.collector.collect(tick, &mut readings) {
                 Ok(()) => {
-                    if slot.failing {
+                    if slot.health.recover() {
                         tracing::info!(collector = slot.collector.name(), "collector recovered");
-                        slot.failing = false;
                     }
-                    slot.last_ok.clear();
-                    slot.last_ok.extend_from_slice(&readings[mark..]);
+                    slot.last_ok.keep(&readings[mark..]);
                 }
                 Err(e) => {
                     readings.truncate(mark);
-                    if !slot.failing {
+                    if slot.health.fail() {
                         tracing::warn!(collector = slot.collector.name(), error = %e, "collector failed; its entities show no value until it recovers");
-                        slot.failing = true;
                     }
-                    readings.extend(slot.last_ok.iter().map(|r| Reading {
-                        value: Value::Missing,
-                        ..r.clone()
-                    }));
+                    readings.extend(slot.last_ok.without_values());
                 }
             }
         }
@@ -387,6 +382,7 @@ fn announce(agent: &Agent, publisher: &Publisher) {
 mod tests {
     use super::*;
     use crate::collector::CollectError;
+    use crate::reading::Value;
 
     /// A collector whose next results the test sets.
     struct Scripted {

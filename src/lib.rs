@@ -27,6 +27,8 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod availability;
+pub mod backoff;
 pub mod collector;
 pub mod config;
 pub mod container;

@@ -47,30 +47,20 @@ pub fn sources(cfg: &crate::config::Config, poke: &mpsc::Sender<()>) -> Vec<Spaw
     out
 }
 
-/// A source's way out: the first state always wakes the agent (`check`
-/// waits for it, even when it equals the initial state), later ones only
-/// when they changed.
+/// A source's way out (the first-answer rule lives in
+/// [`SourceContext::publish`]).
 struct Outlet {
     /// The source's context.
     ctx: SourceContext,
-    /// Nothing published yet.
-    first: bool,
 }
 
 impl Outlet {
     fn new(ctx: SourceContext) -> Self {
-        Outlet { ctx, first: true }
+        Outlet { ctx }
     }
 
     fn publish(&mut self, state: SourceState, urgent: bool) {
-        if std::mem::take(&mut self.first) {
-            self.ctx.state.send_replace(state);
-            if urgent {
-                let _ = self.ctx.poke.try_send(());
-            }
-        } else {
-            self.ctx.publish(state, urgent);
-        }
+        self.ctx.publish(state, urgent);
     }
 
     fn commands(&mut self) -> &mut mpsc::Receiver<String> {

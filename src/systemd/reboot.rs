@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::bus::{Bus, BusError, UpdateEngineStatus};
 use super::config::ManagerKind;
 use super::Outlet;
+use crate::availability::Latch;
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading, Value};
 use crate::source::{self, SourceContext, SourceState, Spawnable};
@@ -166,23 +167,24 @@ impl RebootSource {
     async fn run(self, ctx: SourceContext) {
         let mut out = Outlet::new(ctx);
         let mut bus: Option<Bus> = None;
-        let mut engine_down = false;
-        let mut files_down = false;
+        let mut engine_health = Latch::default();
+        let mut files_health = Latch::default();
         loop {
             let files = check_files(&self.paths);
-            match (&files, files_down) {
-                (Err(error), false) => {
+            match &files {
+                Err(error) if files_health.fail() => {
                     tracing::warn!(source = SOURCE, path = %self.paths.root("/run").display(), %error, "cannot read the host's /run; reboot required is unknown");
-                    files_down = true;
                 }
-                (Ok(_), true) => {
+                Ok(_) if files_health.recover() => {
                     tracing::info!(source = SOURCE, "the host's /run is readable again");
-                    files_down = false;
                 }
                 _ => {}
             }
             let engine = match &self.update_engine {
-                Some(address) => Some(self.ask_update_engine(address, &mut bus, &mut engine_down).await),
+                Some(address) => Some(
+                    self.ask_update_engine(address, &mut bus, &mut engine_health)
+                        .await,
+                ),
                 None => None,
             };
             let (available, reading) = reboot_reading(&files, engine.as_ref());
@@ -203,7 +205,7 @@ impl RebootSource {
         &self,
         address: &str,
         bus: &mut Option<Bus>,
-        down: &mut bool,
+        health: &mut Latch,
     ) -> Result<UpdateEngineStatus, BusError> {
         let result = async {
             if bus.is_none() {
@@ -217,14 +219,12 @@ impl RebootSource {
             }
         }
         .await;
-        match (&result, *down) {
-            (Err(error), false) => {
+        match &result {
+            Err(error) if health.fail() => {
                 tracing::warn!(source = SOURCE, %error, "cannot ask update_engine; reboot required is unknown unless a file says so");
-                *down = true;
             }
-            (Ok(_), true) => {
+            Ok(_) if health.recover() => {
                 tracing::info!(source = SOURCE, address, "update_engine answers again");
-                *down = false;
             }
             _ => {}
         }
