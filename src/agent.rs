@@ -11,9 +11,7 @@ use tokio::time::{sleep_until, MissedTickBehavior};
 
 use crate::availability::{LastGood, Latch};
 use crate::collector::{Collector, Tick};
-use crate::config::{is_topic_safe, Config};
-use crate::discovery::{Announcer, Device, Model, Topics, OFFLINE, ONLINE};
-use crate::host;
+use crate::discovery::{Announcer, Model, OFFLINE, ONLINE};
 use crate::notify;
 use crate::reading::{Kind, Reading};
 use crate::session::{Publisher, SessionEvent};
@@ -44,54 +42,10 @@ pub struct Agent {
     state: Option<String>,
 }
 
-/// The host's node id: configured, else the host name made topic-safe.
-pub fn node_id(cfg: &Config, hostname: Option<&str>) -> String {
-    if !cfg.node_id.is_empty() {
-        return cfg.node_id.clone();
-    }
-    let raw = hostname.unwrap_or("host");
-    let id: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if is_topic_safe(&id) {
-        id
-    } else {
-        "host".into()
-    }
-}
-
 impl Agent {
-    /// Builds the agent from a validated config, reading the host's name and
-    /// OS once for the device.
-    pub fn new(cfg: &Config, collectors: Vec<Box<dyn Collector>>) -> Agent {
-        let paths = cfg.host_paths();
-        let hostname = host::hostname(&paths);
-        let node_id = node_id(cfg, hostname.as_deref());
-        let os = host::os_release(&paths);
-        let device = Device {
-            name: if cfg.device_name.is_empty() {
-                hostname.unwrap_or_else(|| node_id.clone())
-            } else {
-                cfg.device_name.clone()
-            },
-            manufacturer: os.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
-            model: os.as_ref().map(|o| o.pretty_name.clone()).unwrap_or_default(),
-            sw_version: host::kernel_release(&paths).unwrap_or_default(),
-            node_id: node_id.clone(),
-        };
-        let topics = Topics::new(
-            &cfg.homeassistant.discovery_prefix,
-            &cfg.mqtt.base_topic,
-            &node_id,
-            &cfg.status_topic(),
-        );
+    /// Builds the agent for HA's `model` of this host, collecting every
+    /// `interval` with `collectors` (see [`crate::wiring::build`]).
+    pub fn new(model: Model, interval: Duration, collectors: Vec<Box<dyn Collector>>) -> Agent {
         Agent {
             slots: collectors
                 .into_iter()
@@ -104,13 +58,9 @@ impl Agent {
             sources: Vec::new(),
             groups: Vec::new(),
             routes: Vec::new(),
-            model: Model {
-                topics,
-                device,
-                expire_after: cfg.expire_after(),
-            },
+            model,
             announcer: Announcer::default(),
-            interval: cfg.interval,
+            interval,
             last_cycle: None,
             readings: Vec::new(),
             state: None,
@@ -404,11 +354,12 @@ mod tests {
         }
     }
 
-    fn config() -> Config {
-        Config {
+    fn agent(collectors: Vec<Box<dyn Collector>>) -> Agent {
+        let cfg = crate::wiring::Config {
             node_id: "t".into(),
-            ..Config::default()
-        }
+            ..Default::default()
+        };
+        Agent::new(cfg.model(), cfg.interval, collectors)
     }
 
     fn value(agent: &Agent, key: &str) -> Option<Value> {
@@ -436,7 +387,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let mut agent = Agent::new(&config(), vec![Box::new(failing), Box::new(steady)]);
+        let mut agent = agent(vec![Box::new(failing), Box::new(steady)]);
         let tick = Tick::now();
         assert!(agent.cycle(&tick).is_some(), "first discovery");
         assert!(agent.cycle(&tick).is_none(), "a failure is not an entity change");
@@ -454,20 +405,10 @@ mod tests {
                 Reading::new("k", "Second", Kind::Count, 2u64),
             ])],
         };
-        let mut agent = Agent::new(&config(), vec![Box::new(dup)]);
+        let mut agent = agent(vec![Box::new(dup)]);
         agent.cycle(&Tick::now());
         let ks: Vec<_> = agent.readings().iter().filter(|r| r.key == "k").collect();
         assert_eq!(ks.len(), 1);
         assert_eq!(ks[0].name, "First");
-    }
-
-    #[test]
-    fn node_id_comes_from_the_host_name_made_topic_safe() {
-        let cfg = Config::default();
-        assert_eq!(node_id(&cfg, Some("nuc.home.lan")), "nuc_home_lan");
-        assert_eq!(node_id(&cfg, Some("pi-4")), "pi-4");
-        assert_eq!(node_id(&cfg, Some("a+b#c/d")), "a_b_c_d");
-        assert_eq!(node_id(&cfg, None), "host");
-        assert_eq!(node_id(&config(), Some("ignored")), "t");
     }
 }

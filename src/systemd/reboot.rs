@@ -138,18 +138,24 @@ pub struct RebootSource {
 }
 
 impl RebootSource {
-    /// The source for this config; update_engine is asked only where its
-    /// D-Bus policy file shows it is installed.
-    pub fn new(cfg: &crate::config::Config, env: impl Fn(&str) -> Option<String>) -> Self {
-        let paths = cfg.host_paths();
+    /// The source reading the host at `paths` every `every`; update_engine
+    /// (on the system bus, `system_bus` as configured) is asked only where
+    /// its D-Bus policy file shows it is installed.
+    pub fn new(
+        paths: &HostPaths,
+        every: Duration,
+        timeout: Duration,
+        system_bus: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
         let installed = paths.root(UPDATE_ENGINE_POLICY).exists();
         RebootSource {
             update_engine: installed
-                .then(|| ManagerKind::System.address(&cfg.systemd.system.address, env))
+                .then(|| ManagerKind::System.address(system_bus, env))
                 .flatten(),
-            paths,
-            every: cfg.interval,
-            timeout: cfg.systemd.timeout,
+            paths: paths.clone(),
+            every,
+            timeout,
         }
     }
 
