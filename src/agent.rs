@@ -1,7 +1,8 @@
 //! The agent: the collection loop, announcing to Home Assistant on every
 //! (re)connect and on HA's birth message, shutdown, and the systemd
-//! watchdog. [`run`] takes its session and shutdown signal as arguments so
-//! tests can drive it.
+//! watchdog. [`run`] takes what it publishes through ([`Outbox`]), its
+//! supervisor, its events and its shutdown signal as arguments, so tests
+//! drive its timers with `tokio::time::pause()`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -213,10 +214,62 @@ fn drop_duplicate_keys(readings: &mut Vec<Reading>) {
     });
 }
 
-fn publish(publisher: &Publisher, topic: &str, payload: &str, retain: bool) {
-    if let Err(e) = publisher.publish(topic, payload.as_bytes(), retain) {
-        tracing::debug!(error = %e, "dropped");
+/// Where the agent's messages go: the MQTT session's [`Publisher`] in
+/// `run`, a recorder in tests.
+pub trait Outbox {
+    /// Queues a message; one that cannot go out is dropped (everything is
+    /// sent whole again on the next connect).
+    fn publish(&self, topic: &str, payload: &str, retain: bool);
+    /// Asks for a clean DISCONNECT after what is queued.
+    fn disconnect(&self);
+}
+
+impl Outbox for Publisher {
+    fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        if let Err(e) = Publisher::publish(self, topic, payload.as_bytes(), retain) {
+            tracing::debug!(error = %e, "dropped");
+        }
     }
+
+    fn disconnect(&self) {
+        let _ = Publisher::disconnect(self);
+    }
+}
+
+/// Who watches the agent: systemd's notify protocol in `run` ([`Systemd`]),
+/// a recorder in tests.
+pub trait Supervisor {
+    /// How often to pet the watchdog; `None` for no watchdog.
+    fn watchdog_interval(&self) -> Option<Duration>;
+    /// The agent is up.
+    fn ready(&self);
+    /// The agent is alive (the collection loop turns).
+    fn watchdog(&self);
+    /// The agent is stopping.
+    fn stopping(&self);
+}
+
+/// systemd, through `NOTIFY_SOCKET` (a no-op without it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Systemd;
+
+impl Supervisor for Systemd {
+    fn watchdog_interval(&self) -> Option<Duration> {
+        notify::watchdog_interval()
+    }
+    fn ready(&self) {
+        notify::ready();
+    }
+    fn watchdog(&self) {
+        notify::watchdog();
+    }
+    fn stopping(&self) {
+        notify::stopping();
+    }
+}
+
+fn publish(out: &impl Outbox, topic: &str, payload: &str, retain: bool) {
+    out.publish(topic, payload, retain);
 }
 
 /// How long after announcing discovery the state goes out again: HA
@@ -230,7 +283,8 @@ const STATE_AFTER_ANNOUNCE: Duration = Duration::from_secs(2);
 /// and disconnects.
 pub async fn run(
     mut agent: Agent,
-    publisher: Publisher,
+    publisher: impl Outbox,
+    supervisor: impl Supervisor,
     mut events: mpsc::Receiver<SessionEvent>,
     mut pokes: mpsc::Receiver<()>,
     shutdown: impl Future<Output = ()>,
@@ -238,13 +292,13 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut ticker = tokio::time::interval(agent.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let watchdog_every = notify::watchdog_interval();
+    let watchdog_every = supervisor.watchdog_interval();
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let mut announce_at = far();
     let mut state_at = far();
     let mut connected = false;
-    notify::ready();
+    supervisor.ready();
     tracing::info!(
         node_id = %agent.model.device.node_id,
         interval = %humantime::format_duration(agent.interval),
@@ -259,7 +313,7 @@ pub async fn run(
             // A source has news that should not wait for the interval (a
             // unit failed, an update run finished).
             Some(()) = pokes.recv() => cycle_and_publish(&mut agent, &publisher, connected),
-            _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
+            _ = watchdog.tick(), if watchdog_every.is_some() => supervisor.watchdog(),
             _ = sleep_until(announce_at) => {
                 announce_at = far();
                 if connected {
@@ -301,15 +355,15 @@ pub async fn run(
         }
     }
 
-    notify::stopping();
+    supervisor.stopping();
     tracing::info!("stopping; publishing offline");
     if connected {
         publish(&publisher, &agent.model.topics.availability, OFFLINE, true);
     }
-    let _ = publisher.disconnect();
+    publisher.disconnect();
 }
 
-fn cycle_and_publish(agent: &mut Agent, publisher: &Publisher, connected: bool) {
+fn cycle_and_publish(agent: &mut Agent, publisher: &impl Outbox, connected: bool) {
     let changed = agent.cycle(&Tick::now());
     if connected {
         if let Some(d) = changed {
@@ -322,7 +376,7 @@ fn cycle_and_publish(agent: &mut Agent, publisher: &Publisher, connected: bool) 
     }
 }
 
-fn announce(agent: &Agent, publisher: &Publisher) {
+fn announce(agent: &Agent, publisher: &impl Outbox) {
     for (topic, payload, retain) in agent.announcement() {
         publish(publisher, &topic, &payload, retain);
     }
@@ -410,5 +464,253 @@ mod tests {
         let ks: Vec<_> = agent.readings().iter().filter(|r| r.key == "k").collect();
         assert_eq!(ks.len(), 1);
         assert_eq!(ks[0].name, "First");
+    }
+
+    /// What the loop did, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Publish {
+            topic: String,
+            payload: String,
+            retain: bool,
+        },
+        Disconnect,
+        Ready,
+        Watchdog,
+        Stopping,
+    }
+
+    /// The test double: records every publish and every word to systemd.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
+        watchdog: Option<Duration>,
+    }
+
+    impl Recorder {
+        fn push(&self, call: Call) {
+            self.calls.lock().expect("lock").push(call);
+        }
+        fn take(&self) -> Vec<Call> {
+            std::mem::take(&mut *self.calls.lock().expect("lock"))
+        }
+        /// The topics published since the last `take`, with their payloads.
+        fn published(&self) -> Vec<(String, String)> {
+            self.take()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Publish { topic, payload, .. } => Some((topic, payload)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    impl Outbox for Recorder {
+        fn publish(&self, topic: &str, payload: &str, retain: bool) {
+            self.push(Call::Publish {
+                topic: topic.into(),
+                payload: payload.into(),
+                retain,
+            });
+        }
+        fn disconnect(&self) {
+            self.push(Call::Disconnect);
+        }
+    }
+
+    impl Supervisor for Recorder {
+        fn watchdog_interval(&self) -> Option<Duration> {
+            self.watchdog
+        }
+        fn ready(&self) {
+            self.push(Call::Ready);
+        }
+        fn watchdog(&self) {
+            self.push(Call::Watchdog);
+        }
+        fn stopping(&self) {
+            self.push(Call::Stopping);
+        }
+    }
+
+    /// A collector that always reads one value.
+    struct Steady;
+
+    impl Collector for Steady {
+        fn name(&self) -> &'static str {
+            "steady"
+        }
+        fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+            out.push(Reading::new("x", "X", Kind::Count, 1u64));
+            Ok(())
+        }
+    }
+
+    /// A running loop and the ends the test drives it with.
+    struct Running {
+        rec: Recorder,
+        events: mpsc::Sender<SessionEvent>,
+        pokes: mpsc::Sender<()>,
+        shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+        topics: crate::discovery::Topics,
+    }
+
+    fn start(watchdog: Option<Duration>) -> Running {
+        let rec = Recorder {
+            watchdog,
+            ..Recorder::default()
+        };
+        let agent = agent(vec![Box::new(Steady)]);
+        let topics = agent.model.topics.clone();
+        let (events, events_rx) = mpsc::channel(16);
+        let (pokes, pokes_rx) = mpsc::channel(1);
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(agent, rec.clone(), rec.clone(), events_rx, pokes_rx, async {
+            let _ = shutdown_rx.await;
+        }));
+        Running {
+            rec,
+            events,
+            pokes,
+            shutdown: Some(shutdown),
+            task,
+            topics,
+        }
+    }
+
+    /// Lets the loop run for `d` of (paused, auto-advancing) time.
+    async fn wait(d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    fn topics_of(published: &[(String, String)]) -> Vec<&str> {
+        published.iter().map(|(t, _)| t.as_str()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connect_announces_online_discovery_and_state_then_the_state_again() {
+        let r = start(None);
+        wait(Duration::from_millis(10)).await;
+        assert_eq!(r.rec.take().first(), Some(&Call::Ready));
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(Duration::from_millis(10)).await;
+        let p = r.rec.published();
+        assert_eq!(
+            topics_of(&p),
+            [
+                r.topics.availability.as_str(),
+                r.topics.discovery.as_str(),
+                r.topics.state.as_str()
+            ]
+        );
+        assert_eq!(p[0].1, ONLINE);
+        wait(STATE_AFTER_ANNOUNCE).await;
+        assert_eq!(
+            topics_of(&r.rec.published()),
+            [r.topics.state.as_str()],
+            "the state again once HA has subscribed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_goes_out_every_interval_while_connected_and_not_before() {
+        let r = start(None);
+        wait(Duration::from_millis(10)).await;
+        r.rec.take();
+        wait(Duration::from_secs(65)).await;
+        assert!(r.rec.published().is_empty(), "nothing while not connected");
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(STATE_AFTER_ANNOUNCE + Duration::from_millis(10)).await;
+        r.rec.take();
+        wait(Duration::from_secs(60)).await;
+        let p = r.rec.published();
+        assert_eq!(topics_of(&p), [r.topics.state.as_str(); 2], "30s interval");
+        r.events.send(SessionEvent::Disconnected).await.expect("send");
+        wait(Duration::from_secs(60)).await;
+        assert!(r.rec.published().is_empty(), "nothing while disconnected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn home_assistant_birth_announces_again_within_three_seconds() {
+        let r = start(None);
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(STATE_AFTER_ANNOUNCE + Duration::from_millis(10)).await;
+        r.rec.take();
+        r.events
+            .send(SessionEvent::Message {
+                topic: r.topics.ha_status.clone(),
+                payload: b"offline".to_vec(),
+            })
+            .await
+            .expect("send");
+        wait(Duration::from_secs(3)).await;
+        assert!(r.rec.published().is_empty(), "HA going offline asks for nothing");
+        r.events
+            .send(SessionEvent::Message {
+                topic: r.topics.ha_status.clone(),
+                payload: ONLINE.as_bytes().to_vec(),
+            })
+            .await
+            .expect("send");
+        wait(Duration::from_secs(3)).await;
+        let p = r.rec.published();
+        assert_eq!(
+            topics_of(&p)[..3],
+            [
+                r.topics.availability.as_str(),
+                r.topics.discovery.as_str(),
+                r.topics.state.as_str()
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_publishes_offline_before_the_disconnect() {
+        let mut r = start(None);
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(Duration::from_millis(10)).await;
+        r.rec.take();
+        r.shutdown.take().expect("once").send(()).expect("send");
+        r.task.await.expect("loop ends");
+        assert_eq!(
+            r.rec.take(),
+            [
+                Call::Stopping,
+                Call::Publish {
+                    topic: r.topics.availability.clone(),
+                    payload: OFFLINE.into(),
+                    retain: true
+                },
+                Call::Disconnect
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_while_disconnected_only_disconnects() {
+        let mut r = start(None);
+        wait(Duration::from_millis(10)).await;
+        r.rec.take();
+        r.shutdown.take().expect("once").send(()).expect("send");
+        r.task.await.expect("loop ends");
+        assert_eq!(r.rec.take(), [Call::Stopping, Call::Disconnect]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_petted_every_interval_systemd_asked_for() {
+        let r = start(Some(Duration::from_secs(10)));
+        wait(Duration::from_secs(35)).await;
+        let pings = r.rec.take().iter().filter(|c| **c == Call::Watchdog).count();
+        assert_eq!(pings, 4, "at 0s, 10s, 20s and 30s");
+        drop(r.pokes);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_watchdog_pings_without_a_watchdog() {
+        let r = start(None);
+        wait(Duration::from_secs(35)).await;
+        assert!(!r.rec.take().contains(&Call::Watchdog));
     }
 }

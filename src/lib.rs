@@ -37,6 +37,8 @@
 //!   value; collectors and sources alike use it.
 //! * [`agent`] ties them together: the collection loop, announcing on every
 //!   (re)connect and on HA's birth message, shutdown, the systemd watchdog.
+//!   It publishes through a trait ([`agent::Outbox`]), so its timers are
+//!   tested with paused time.
 #![forbid(unsafe_code)]
 
 pub mod agent;

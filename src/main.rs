@@ -211,7 +211,7 @@ async fn run(cfg: Config) -> Result<(), Failure> {
     let (agent, pokes, opts) = start(&cfg)?;
     let (publisher, events, session) = start_session(opts)?;
     host2mqtt::source::settle(agent.sources(), SOURCE_SETTLE).await;
-    agent::run(agent, publisher, events, pokes, shutdown_signal()).await;
+    agent::run(agent, publisher, agent::Systemd, events, pokes, shutdown_signal()).await;
     // Give the offline message and DISCONNECT a moment to leave.
     if tokio::time::timeout(Duration::from_secs(3), session)
         .await
