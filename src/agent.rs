@@ -272,6 +272,63 @@ fn publish(out: &impl Outbox, topic: &str, payload: &str, retain: bool) {
     out.publish(topic, payload, retain);
 }
 
+/// At most one "unknown command" warning per this long: the command topic
+/// is writable by whoever may publish to the broker.
+const UNKNOWN_COMMAND_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The longest part of an unknown command word that is logged.
+const COMMAND_LOG_MAX_CHARS: usize = 64;
+
+/// One event logged per period; the ones in between are counted.
+#[derive(Debug)]
+struct RateLimit {
+    /// The period.
+    every: Duration,
+    /// When the last event was logged.
+    last: Option<tokio::time::Instant>,
+    /// Events not logged since.
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn new(every: Duration) -> Self {
+        RateLimit {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Records an event at `now`: `Some(count of suppressed ones before
+    /// it)` when it should be logged, `None` when it is counted instead.
+    fn note(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// What the command topic sent, safe to log: escaped (no newline or
+/// terminal escape can forge a log line) and cut to
+/// [`COMMAND_LOG_MAX_CHARS`].
+fn escaped_for_log(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() <= COMMAND_LOG_MAX_CHARS {
+        return escaped;
+    }
+    let mut cut: String = escaped.chars().take(COMMAND_LOG_MAX_CHARS).collect();
+    cut.push('…');
+    cut
+}
+
 /// How long after announcing discovery the state goes out again: HA
 /// subscribes to an entity's state topic only once it has processed its
 /// discovery, so a state sent right behind it can be missed.
@@ -298,6 +355,13 @@ pub async fn run(
     let mut announce_at = far();
     let mut state_at = far();
     let mut connected = false;
+    let mut unknown = RateLimit::new(UNKNOWN_COMMAND_LOG_EVERY);
+    // The first cycle now, so the first announcement carries discovery and
+    // state; the interval's first tick and the sources' first wake-ups
+    // (they answered before we started) would only repeat it.
+    agent.cycle(&Tick::now());
+    ticker.reset();
+    while pokes.try_recv().is_ok() {}
     supervisor.ready();
     tracing::info!(
         node_id = %agent.model.device.node_id,
@@ -336,11 +400,15 @@ pub async fn run(
                 }
                 Some(SessionEvent::Disconnected) => connected = false,
                 Some(SessionEvent::Message { topic, payload }) if topic == agent.model.topics.command => {
-                    let word = String::from_utf8_lossy(&payload);
-                    if agent.dispatch(word.trim()) {
-                        tracing::info!(command = %word.trim(), "command received");
-                    } else {
-                        tracing::warn!(command = %word.chars().take(64).collect::<String>(), "ignoring a command no entity announced");
+                    // Only the exact word announced acts: no trimming, so
+                    // " apply" or "apply\n" is as unknown as "rm -rf".
+                    match std::str::from_utf8(&payload) {
+                        Ok(word) if agent.dispatch(word) => tracing::info!(command = word, "command received"),
+                        _ => {
+                            if let Some(suppressed) = unknown.note(tokio::time::Instant::now()) {
+                                tracing::warn!(command = %escaped_for_log(&payload), suppressed, "ignoring a command no entity announced");
+                            }
+                        }
                     }
                 }
                 Some(SessionEvent::Message { topic, payload }) => {
@@ -712,5 +780,119 @@ mod tests {
         let r = start(None);
         wait(Duration::from_secs(35)).await;
         assert!(!r.rec.take().contains(&Call::Watchdog));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_state_after_start_is_published_once() {
+        let r = start(None);
+        // As in `run`: the session connected and the sources answered
+        // (each waking the agent) while it waited for them.
+        r.events.try_send(SessionEvent::Connected).expect("queued");
+        r.pokes.try_send(()).expect("queued");
+        wait(Duration::from_secs(1)).await;
+        let p = r.rec.published();
+        let states = p.iter().filter(|(t, _)| *t == r.topics.state).count();
+        assert_eq!(states, 1, "{p:?}");
+        assert_eq!(
+            topics_of(&p),
+            [
+                r.topics.availability.as_str(),
+                r.topics.discovery.as_str(),
+                r.topics.state.as_str()
+            ]
+        );
+    }
+
+    /// An agent with one source whose entity announces `word`; the
+    /// commands the source receives arrive on the returned receiver.
+    fn agent_with_command(word: &'static str) -> (Agent, mpsc::UnboundedReceiver<String>) {
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+        let (poke, _) = mpsc::channel(1);
+        let initial = crate::source::SourceState {
+            available: true,
+            readings: vec![Reading::new("apply", "Apply", Kind::Text, "x".to_string()).with_command(word)],
+        };
+        let spawnable = crate::source::wire("test", initial, poke, move |mut ctx| async move {
+            while let Some(w) = ctx.commands.recv().await {
+                let _ = seen_tx.send(w);
+            }
+        });
+        tokio::spawn(spawnable.task);
+        let mut agent = agent(vec![Box::new(Steady)]);
+        agent.add_source(spawnable.handle);
+        (agent, seen_rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_exact_announced_command_word_acts() {
+        let (agent, mut seen) = agent_with_command("apply_container_updates");
+        let command = agent.model.topics.command.clone();
+        let rec = Recorder::default();
+        let (events, events_rx) = mpsc::channel(16);
+        let (_pokes, pokes_rx) = mpsc::channel(1);
+        tokio::spawn(run(
+            agent,
+            rec.clone(),
+            rec,
+            events_rx,
+            pokes_rx,
+            std::future::pending(),
+        ));
+        for padded in [
+            " apply_container_updates",
+            "\tapply_container_updates\n",
+            "apply_container_updates ",
+            "APPLY_CONTAINER_UPDATES",
+        ] {
+            events
+                .send(SessionEvent::Message {
+                    topic: command.clone(),
+                    payload: padded.as_bytes().to_vec(),
+                })
+                .await
+                .expect("send");
+        }
+        wait(Duration::from_millis(100)).await;
+        assert!(seen.try_recv().is_err(), "a padded word must not act");
+        events
+            .send(SessionEvent::Message {
+                topic: command,
+                payload: b"apply_container_updates".to_vec(),
+            })
+            .await
+            .expect("send");
+        wait(Duration::from_millis(100)).await;
+        assert_eq!(seen.try_recv().ok().as_deref(), Some("apply_container_updates"));
+    }
+
+    #[test]
+    fn unknown_command_words_are_logged_escaped_and_cut() {
+        let forged = b"x\n2026-12-01T00:00:00Z ERROR forged\x1b[2J";
+        let logged = escaped_for_log(forged);
+        assert!(!logged.contains('\n') && !logged.contains('\x1b'), "{logged}");
+        assert!(logged.contains("\\n"), "{logged}");
+        let long = escaped_for_log(&[b'a'; 10_000]);
+        assert_eq!(
+            long.chars().count(),
+            COMMAND_LOG_MAX_CHARS + 1,
+            "cut, with an ellipsis"
+        );
+        assert_eq!(escaped_for_log(b"reboot"), "reboot");
+    }
+
+    #[test]
+    fn unknown_commands_warn_once_a_minute_with_a_count() {
+        let mut limit = RateLimit::new(Duration::from_secs(60));
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(limit.note(t0), Some(0), "the first is logged");
+        let logged = (1..10_000u64)
+            .filter(|i| limit.note(t0 + Duration::from_millis(*i)).is_some())
+            .count();
+        assert_eq!(logged, 0, "the flood within the minute is counted, not logged");
+        assert_eq!(
+            limit.note(t0 + Duration::from_secs(61)),
+            Some(9_999),
+            "the next warning says how many were not logged"
+        );
     }
 }
