@@ -32,13 +32,15 @@ pub const MQTT_STRING_MAX_BYTES: usize = 65535;
 pub struct MqttConfig {
     /// Broker host name or address.
     pub host: String,
-    /// Broker port (1883; 8883 is usual for TLS).
+    /// Broker port, 1 to 65535 (1883; 8883 is usual for TLS).
     pub port: u16,
     /// MQTT protocol version; only "3.1.1" for now.
     pub protocol: String,
-    /// Client id. Empty: `host2mqtt-<node_id>`, stable per host.
+    /// Client id, no NUL, at most 65535 bytes. Empty: `host2mqtt-<node_id>`,
+    /// stable per host.
     pub client_id: String,
-    /// Keepalive: how soon a dead connection is noticed (and the will fires).
+    /// Keepalive: how soon a dead connection is noticed (and the will
+    /// fires), from 5s to 65535s.
     #[serde(with = "humantime_serde")]
     pub keepalive: Duration,
     /// User name; empty for an anonymous connection.
@@ -105,8 +107,8 @@ pub struct HomeAssistantConfig {
     /// HA's birth/last-will topic; on `online` we announce again.
     /// Empty: `<discovery_prefix>/status`.
     pub status_topic: String,
-    /// After this long without a state, HA shows entities unavailable.
-    /// Empty / zero: 3 × interval.
+    /// After this long without a state, HA shows entities unavailable;
+    /// longer than the interval. Empty / zero: 3 × interval.
     #[serde(with = "humantime_serde")]
     pub expire_after: Option<Duration>,
 }

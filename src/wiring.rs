@@ -104,13 +104,14 @@ pub const DEVICE_NAME_MAX_CHARS: usize = 255;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// How often to collect and publish.
+    /// How often to collect and publish, from 1s to 1d.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Stable id of this host in topics and unique_ids, `[a-zA-Z0-9_-]`.
-    /// Empty: the host name, sanitised.
+    /// Stable id of this host in topics and unique_ids, `[a-zA-Z0-9_-]`,
+    /// at most 64 characters. Empty: the host name, sanitised.
     pub node_id: String,
-    /// Device name shown in Home Assistant. Empty: the host name.
+    /// Device name shown in Home Assistant, at most 255 characters.
+    /// Empty: the host name.
     pub device_name: String,
     /// The MQTT connection.
     pub mqtt: MqttConfig,
