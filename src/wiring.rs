@@ -8,7 +8,7 @@
 //!    its parsers with fixture tests, and its config section
 //!    (`<Name>Config`, `#[serde(default, deny_unknown_fields)]`, doc
 //!    comments on every field) implementing
-//!    [`CollectorSection`](crate::collector::CollectorSection): `validate`
+//!    [`CollectorSection`]: `validate`
 //!    (optional) and `build(&self, cx) -> Option<Box<dyn Collector>>`.
 //!    Declare it with `pub mod <name>;` in `src/collector/mod.rs`.
 //! 2. Add one line to the `collectors!` list below. That line is the

@@ -1,5 +1,5 @@
 //! Collectors: one per file, each turning a part of the host into
-//! [`Reading`]s. They read through [`HostPaths`] and know nothing of MQTT or
+//! [`Reading`]s. They read through [`HostPaths`](crate::host::HostPaths) and know nothing of MQTT or
 //! Home Assistant. Parsing is split from I/O so every parser is a pure
 //! function tested on captured fixtures.
 //!
@@ -9,7 +9,7 @@
 //! last entities and reports them unavailable instead of dropping them.
 //!
 //! Each collector's file also holds its config section, which builds it
-//! (see [`crate::context::CollectorSection`]); [`crate::wiring`] lists them.
+//! ([`CollectorSection`]); [`crate::wiring`] lists them.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
