@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use host2mqtt::agent::Agent;
-use host2mqtt::collector::{self, Tick};
-use host2mqtt::config::Config;
+use host2mqtt::collector::Tick;
+use host2mqtt::wiring::{self, Config};
 
 const ROUNDS: usize = 500;
 
@@ -27,7 +27,7 @@ fn main() {
         "{:<10} {:>10} {:>10} {:>9}",
         "collector", "median ms", "p90 ms", "readings"
     );
-    for mut c in collector::from_config(&cfg) {
+    for mut c in wiring::build(&cfg).expect("builds").collectors {
         let mut out = Vec::new();
         let mut times = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
@@ -40,7 +40,8 @@ fn main() {
         let (med, p90) = stats(times);
         println!("{:<10} {med:>10.3} {p90:>10.3} {:>9}", c.name(), out.len());
     }
-    let mut agent = Agent::new(&cfg, collector::from_config(&cfg));
+    let parts = wiring::build(&cfg).expect("builds");
+    let mut agent = Agent::new(parts.model, parts.interval, parts.collectors);
     let mut times = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let t = Instant::now();

@@ -1,7 +1,8 @@
 //! The agent: the collection loop, announcing to Home Assistant on every
 //! (re)connect and on HA's birth message, shutdown, and the systemd
-//! watchdog. [`run`] takes its session and shutdown signal as arguments so
-//! tests can drive it.
+//! watchdog. [`run`] takes what it publishes through ([`Outbox`]), its
+//! supervisor, its events and its shutdown signal as arguments, so tests
+//! drive its timers with `tokio::time::pause()`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -9,12 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, MissedTickBehavior};
 
+use crate::availability::{LastGood, Latch};
 use crate::collector::{Collector, Tick};
-use crate::config::{is_topic_safe, Config};
-use crate::discovery::{Announcer, Device, Model, Topics, OFFLINE, ONLINE};
-use crate::host;
+use crate::discovery::{Announcer, Model, OFFLINE, ONLINE};
 use crate::notify;
-use crate::reading::{Kind, Reading, Value};
+use crate::reading::{Kind, Reading};
 use crate::session::{Publisher, SessionEvent};
 use crate::source::SourceHandle;
 
@@ -22,8 +22,8 @@ use crate::source::SourceHandle;
 /// keeps its entities (shown without a value) instead of deleting them.
 struct Slot {
     collector: Box<dyn Collector>,
-    last_ok: Vec<Reading>,
-    failing: bool,
+    last_ok: LastGood,
+    health: Latch,
 }
 
 /// Collects a cycle and keeps HA's model of this host.
@@ -43,73 +43,25 @@ pub struct Agent {
     state: Option<String>,
 }
 
-/// The host's node id: configured, else the host name made topic-safe.
-pub fn node_id(cfg: &Config, hostname: Option<&str>) -> String {
-    if !cfg.node_id.is_empty() {
-        return cfg.node_id.clone();
-    }
-    let raw = hostname.unwrap_or("host");
-    let id: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if is_topic_safe(&id) {
-        id
-    } else {
-        "host".into()
-    }
-}
-
 impl Agent {
-    /// Builds the agent from a validated config, reading the host's name and
-    /// OS once for the device.
-    pub fn new(cfg: &Config, collectors: Vec<Box<dyn Collector>>) -> Agent {
-        let paths = cfg.host_paths();
-        let hostname = host::hostname(&paths);
-        let node_id = node_id(cfg, hostname.as_deref());
-        let os = host::os_release(&paths);
-        let device = Device {
-            name: if cfg.device_name.is_empty() {
-                hostname.unwrap_or_else(|| node_id.clone())
-            } else {
-                cfg.device_name.clone()
-            },
-            manufacturer: os.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
-            model: os.as_ref().map(|o| o.pretty_name.clone()).unwrap_or_default(),
-            sw_version: host::kernel_release(&paths).unwrap_or_default(),
-            node_id: node_id.clone(),
-        };
-        let topics = Topics::new(
-            &cfg.homeassistant.discovery_prefix,
-            &cfg.mqtt.base_topic,
-            &node_id,
-            &cfg.status_topic(),
-        );
+    /// Builds the agent for HA's `model` of this host, collecting every
+    /// `interval` with `collectors` (see [`crate::wiring::build`]).
+    pub fn new(model: Model, interval: Duration, collectors: Vec<Box<dyn Collector>>) -> Agent {
         Agent {
             slots: collectors
                 .into_iter()
                 .map(|collector| Slot {
                     collector,
-                    last_ok: Vec::new(),
-                    failing: false,
+                    last_ok: LastGood::default(),
+                    health: Latch::default(),
                 })
                 .collect(),
             sources: Vec::new(),
             groups: Vec::new(),
             routes: Vec::new(),
-            model: Model {
-                topics,
-                device,
-                expire_after: cfg.expire_after(),
-            },
+            model,
             announcer: Announcer::default(),
-            interval: cfg.interval,
+            interval,
             last_cycle: None,
             readings: Vec::new(),
             state: None,
@@ -126,23 +78,17 @@ impl Agent {
             let mark = readings.len();
             match slot.collector.collect(tick, &mut readings) {
                 Ok(()) => {
-                    if slot.failing {
+                    if slot.health.recover() {
                         tracing::info!(collector = slot.collector.name(), "collector recovered");
-                        slot.failing = false;
                     }
-                    slot.last_ok.clear();
-                    slot.last_ok.extend_from_slice(&readings[mark..]);
+                    slot.last_ok.keep(&readings[mark..]);
                 }
                 Err(e) => {
                     readings.truncate(mark);
-                    if !slot.failing {
+                    if slot.health.fail() {
                         tracing::warn!(collector = slot.collector.name(), error = %e, "collector failed; its entities show no value until it recovers");
-                        slot.failing = true;
                     }
-                    readings.extend(slot.last_ok.iter().map(|r| Reading {
-                        value: Value::Missing,
-                        ..r.clone()
-                    }));
+                    readings.extend(slot.last_ok.without_values());
                 }
             }
         }
@@ -268,10 +214,119 @@ fn drop_duplicate_keys(readings: &mut Vec<Reading>) {
     });
 }
 
-fn publish(publisher: &Publisher, topic: &str, payload: &str, retain: bool) {
-    if let Err(e) = publisher.publish(topic, payload.as_bytes(), retain) {
-        tracing::debug!(error = %e, "dropped");
+/// Where the agent's messages go: the MQTT session's [`Publisher`] in
+/// `run`, a recorder in tests.
+pub trait Outbox {
+    /// Queues a message; one that cannot go out is dropped (everything is
+    /// sent whole again on the next connect).
+    fn publish(&self, topic: &str, payload: &str, retain: bool);
+    /// Asks for a clean DISCONNECT after what is queued.
+    fn disconnect(&self);
+}
+
+impl Outbox for Publisher {
+    fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        if let Err(e) = Publisher::publish(self, topic, payload.as_bytes(), retain) {
+            tracing::debug!(error = %e, "dropped");
+        }
     }
+
+    fn disconnect(&self) {
+        let _ = Publisher::disconnect(self);
+    }
+}
+
+/// Who watches the agent: systemd's notify protocol in `run` ([`Systemd`]),
+/// a recorder in tests.
+pub trait Supervisor {
+    /// How often to pet the watchdog; `None` for no watchdog.
+    fn watchdog_interval(&self) -> Option<Duration>;
+    /// The agent is up.
+    fn ready(&self);
+    /// The agent is alive (the collection loop turns).
+    fn watchdog(&self);
+    /// The agent is stopping.
+    fn stopping(&self);
+}
+
+/// systemd, through `NOTIFY_SOCKET` (a no-op without it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Systemd;
+
+impl Supervisor for Systemd {
+    fn watchdog_interval(&self) -> Option<Duration> {
+        notify::watchdog_interval()
+    }
+    fn ready(&self) {
+        notify::ready();
+    }
+    fn watchdog(&self) {
+        notify::watchdog();
+    }
+    fn stopping(&self) {
+        notify::stopping();
+    }
+}
+
+fn publish(out: &impl Outbox, topic: &str, payload: &str, retain: bool) {
+    out.publish(topic, payload, retain);
+}
+
+/// At most one "unknown command" warning per this long: the command topic
+/// is writable by whoever may publish to the broker.
+const UNKNOWN_COMMAND_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The longest part of an unknown command word that is logged.
+const COMMAND_LOG_MAX_CHARS: usize = 64;
+
+/// One event logged per period; the ones in between are counted.
+#[derive(Debug)]
+struct RateLimit {
+    /// The period.
+    every: Duration,
+    /// When the last event was logged.
+    last: Option<tokio::time::Instant>,
+    /// Events not logged since.
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn new(every: Duration) -> Self {
+        RateLimit {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Records an event at `now`: `Some(count of suppressed ones before
+    /// it)` when it should be logged, `None` when it is counted instead.
+    fn note(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// What the command topic sent, safe to log: escaped (no newline or
+/// terminal escape can forge a log line) and cut to
+/// [`COMMAND_LOG_MAX_CHARS`].
+fn escaped_for_log(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() <= COMMAND_LOG_MAX_CHARS {
+        return escaped;
+    }
+    let mut cut: String = escaped.chars().take(COMMAND_LOG_MAX_CHARS).collect();
+    cut.push('…');
+    cut
 }
 
 /// How long after announcing discovery the state goes out again: HA
@@ -285,7 +340,8 @@ const STATE_AFTER_ANNOUNCE: Duration = Duration::from_secs(2);
 /// and disconnects.
 pub async fn run(
     mut agent: Agent,
-    publisher: Publisher,
+    publisher: impl Outbox,
+    supervisor: impl Supervisor,
     mut events: mpsc::Receiver<SessionEvent>,
     mut pokes: mpsc::Receiver<()>,
     shutdown: impl Future<Output = ()>,
@@ -293,13 +349,20 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut ticker = tokio::time::interval(agent.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let watchdog_every = notify::watchdog_interval();
+    let watchdog_every = supervisor.watchdog_interval();
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let mut announce_at = far();
     let mut state_at = far();
     let mut connected = false;
-    notify::ready();
+    let mut unknown = RateLimit::new(UNKNOWN_COMMAND_LOG_EVERY);
+    // The first cycle now, so the first announcement carries discovery and
+    // state; the interval's first tick and the sources' first wake-ups
+    // (they answered before we started) would only repeat it.
+    agent.cycle(&Tick::now());
+    ticker.reset();
+    while pokes.try_recv().is_ok() {}
+    supervisor.ready();
     tracing::info!(
         node_id = %agent.model.device.node_id,
         interval = %humantime::format_duration(agent.interval),
@@ -314,7 +377,7 @@ pub async fn run(
             // A source has news that should not wait for the interval (a
             // unit failed, an update run finished).
             Some(()) = pokes.recv() => cycle_and_publish(&mut agent, &publisher, connected),
-            _ = watchdog.tick(), if watchdog_every.is_some() => notify::watchdog(),
+            _ = watchdog.tick(), if watchdog_every.is_some() => supervisor.watchdog(),
             _ = sleep_until(announce_at) => {
                 announce_at = far();
                 if connected {
@@ -337,11 +400,15 @@ pub async fn run(
                 }
                 Some(SessionEvent::Disconnected) => connected = false,
                 Some(SessionEvent::Message { topic, payload }) if topic == agent.model.topics.command => {
-                    let word = String::from_utf8_lossy(&payload);
-                    if agent.dispatch(word.trim()) {
-                        tracing::info!(command = %word.trim(), "command received");
-                    } else {
-                        tracing::warn!(command = %word.chars().take(64).collect::<String>(), "ignoring a command no entity announced");
+                    // Only the exact word announced acts: no trimming, so
+                    // " apply" or "apply\n" is as unknown as "rm -rf".
+                    match std::str::from_utf8(&payload) {
+                        Ok(word) if agent.dispatch(word) => tracing::info!(command = word, "command received"),
+                        _ => {
+                            if let Some(suppressed) = unknown.note(tokio::time::Instant::now()) {
+                                tracing::warn!(command = %escaped_for_log(&payload), suppressed, "ignoring a command no entity announced");
+                            }
+                        }
                     }
                 }
                 Some(SessionEvent::Message { topic, payload }) => {
@@ -356,15 +423,15 @@ pub async fn run(
         }
     }
 
-    notify::stopping();
+    supervisor.stopping();
     tracing::info!("stopping; publishing offline");
     if connected {
         publish(&publisher, &agent.model.topics.availability, OFFLINE, true);
     }
-    let _ = publisher.disconnect();
+    publisher.disconnect();
 }
 
-fn cycle_and_publish(agent: &mut Agent, publisher: &Publisher, connected: bool) {
+fn cycle_and_publish(agent: &mut Agent, publisher: &impl Outbox, connected: bool) {
     let changed = agent.cycle(&Tick::now());
     if connected {
         if let Some(d) = changed {
@@ -377,7 +444,7 @@ fn cycle_and_publish(agent: &mut Agent, publisher: &Publisher, connected: bool) 
     }
 }
 
-fn announce(agent: &Agent, publisher: &Publisher) {
+fn announce(agent: &Agent, publisher: &impl Outbox) {
     for (topic, payload, retain) in agent.announcement() {
         publish(publisher, &topic, &payload, retain);
     }
@@ -387,6 +454,7 @@ fn announce(agent: &Agent, publisher: &Publisher) {
 mod tests {
     use super::*;
     use crate::collector::CollectError;
+    use crate::reading::Value;
 
     /// A collector whose next results the test sets.
     struct Scripted {
@@ -408,11 +476,12 @@ mod tests {
         }
     }
 
-    fn config() -> Config {
-        Config {
+    fn agent(collectors: Vec<Box<dyn Collector>>) -> Agent {
+        let cfg = crate::wiring::Config {
             node_id: "t".into(),
-            ..Config::default()
-        }
+            ..Default::default()
+        };
+        Agent::new(cfg.model(), cfg.interval, collectors)
     }
 
     fn value(agent: &Agent, key: &str) -> Option<Value> {
@@ -440,7 +509,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let mut agent = Agent::new(&config(), vec![Box::new(failing), Box::new(steady)]);
+        let mut agent = agent(vec![Box::new(failing), Box::new(steady)]);
         let tick = Tick::now();
         assert!(agent.cycle(&tick).is_some(), "first discovery");
         assert!(agent.cycle(&tick).is_none(), "a failure is not an entity change");
@@ -458,20 +527,372 @@ mod tests {
                 Reading::new("k", "Second", Kind::Count, 2u64),
             ])],
         };
-        let mut agent = Agent::new(&config(), vec![Box::new(dup)]);
+        let mut agent = agent(vec![Box::new(dup)]);
         agent.cycle(&Tick::now());
         let ks: Vec<_> = agent.readings().iter().filter(|r| r.key == "k").collect();
         assert_eq!(ks.len(), 1);
         assert_eq!(ks[0].name, "First");
     }
 
+    /// What the loop did, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Publish {
+            topic: String,
+            payload: String,
+            retain: bool,
+        },
+        Disconnect,
+        Ready,
+        Watchdog,
+        Stopping,
+    }
+
+    /// The test double: records every publish and every word to systemd.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
+        watchdog: Option<Duration>,
+    }
+
+    impl Recorder {
+        fn push(&self, call: Call) {
+            self.calls.lock().expect("lock").push(call);
+        }
+        fn take(&self) -> Vec<Call> {
+            std::mem::take(&mut *self.calls.lock().expect("lock"))
+        }
+        /// The topics published since the last `take`, with their payloads.
+        fn published(&self) -> Vec<(String, String)> {
+            self.take()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Publish { topic, payload, .. } => Some((topic, payload)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    impl Outbox for Recorder {
+        fn publish(&self, topic: &str, payload: &str, retain: bool) {
+            self.push(Call::Publish {
+                topic: topic.into(),
+                payload: payload.into(),
+                retain,
+            });
+        }
+        fn disconnect(&self) {
+            self.push(Call::Disconnect);
+        }
+    }
+
+    impl Supervisor for Recorder {
+        fn watchdog_interval(&self) -> Option<Duration> {
+            self.watchdog
+        }
+        fn ready(&self) {
+            self.push(Call::Ready);
+        }
+        fn watchdog(&self) {
+            self.push(Call::Watchdog);
+        }
+        fn stopping(&self) {
+            self.push(Call::Stopping);
+        }
+    }
+
+    /// A collector that always reads one value.
+    struct Steady;
+
+    impl Collector for Steady {
+        fn name(&self) -> &'static str {
+            "steady"
+        }
+        fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+            out.push(Reading::new("x", "X", Kind::Count, 1u64));
+            Ok(())
+        }
+    }
+
+    /// A running loop and the ends the test drives it with.
+    struct Running {
+        rec: Recorder,
+        events: mpsc::Sender<SessionEvent>,
+        pokes: mpsc::Sender<()>,
+        shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+        topics: crate::discovery::Topics,
+    }
+
+    fn start(watchdog: Option<Duration>) -> Running {
+        let rec = Recorder {
+            watchdog,
+            ..Recorder::default()
+        };
+        let agent = agent(vec![Box::new(Steady)]);
+        let topics = agent.model.topics.clone();
+        let (events, events_rx) = mpsc::channel(16);
+        let (pokes, pokes_rx) = mpsc::channel(1);
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(agent, rec.clone(), rec.clone(), events_rx, pokes_rx, async {
+            let _ = shutdown_rx.await;
+        }));
+        Running {
+            rec,
+            events,
+            pokes,
+            shutdown: Some(shutdown),
+            task,
+            topics,
+        }
+    }
+
+    /// Lets the loop run for `d` of (paused, auto-advancing) time.
+    async fn wait(d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    fn topics_of(published: &[(String, String)]) -> Vec<&str> {
+        published.iter().map(|(t, _)| t.as_str()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connect_announces_online_discovery_and_state_then_the_state_again() {
+        let r = start(None);
+        wait(Duration::from_millis(10)).await;
+        assert_eq!(r.rec.take().first(), Some(&Call::Ready));
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(Duration::from_millis(10)).await;
+        let p = r.rec.published();
+        assert_eq!(
+            topics_of(&p),
+            [
+                r.topics.availability.as_str(),
+                r.topics.discovery.as_str(),
+                r.topics.state.as_str()
+            ]
+        );
+        assert_eq!(p[0].1, ONLINE);
+        wait(STATE_AFTER_ANNOUNCE).await;
+        assert_eq!(
+            topics_of(&r.rec.published()),
+            [r.topics.state.as_str()],
+            "the state again once HA has subscribed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_goes_out_every_interval_while_connected_and_not_before() {
+        let r = start(None);
+        wait(Duration::from_millis(10)).await;
+        r.rec.take();
+        wait(Duration::from_secs(65)).await;
+        assert!(r.rec.published().is_empty(), "nothing while not connected");
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(STATE_AFTER_ANNOUNCE + Duration::from_millis(10)).await;
+        r.rec.take();
+        wait(Duration::from_secs(60)).await;
+        let p = r.rec.published();
+        assert_eq!(topics_of(&p), [r.topics.state.as_str(); 2], "30s interval");
+        r.events.send(SessionEvent::Disconnected).await.expect("send");
+        wait(Duration::from_secs(60)).await;
+        assert!(r.rec.published().is_empty(), "nothing while disconnected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn home_assistant_birth_announces_again_within_three_seconds() {
+        let r = start(None);
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(STATE_AFTER_ANNOUNCE + Duration::from_millis(10)).await;
+        r.rec.take();
+        r.events
+            .send(SessionEvent::Message {
+                topic: r.topics.ha_status.clone(),
+                payload: b"offline".to_vec(),
+            })
+            .await
+            .expect("send");
+        wait(Duration::from_secs(3)).await;
+        assert!(r.rec.published().is_empty(), "HA going offline asks for nothing");
+        r.events
+            .send(SessionEvent::Message {
+                topic: r.topics.ha_status.clone(),
+                payload: ONLINE.as_bytes().to_vec(),
+            })
+            .await
+            .expect("send");
+        wait(Duration::from_secs(3)).await;
+        let p = r.rec.published();
+        assert_eq!(
+            topics_of(&p)[..3],
+            [
+                r.topics.availability.as_str(),
+                r.topics.discovery.as_str(),
+                r.topics.state.as_str()
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_publishes_offline_before_the_disconnect() {
+        let mut r = start(None);
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(Duration::from_millis(10)).await;
+        r.rec.take();
+        r.shutdown.take().expect("once").send(()).expect("send");
+        r.task.await.expect("loop ends");
+        assert_eq!(
+            r.rec.take(),
+            [
+                Call::Stopping,
+                Call::Publish {
+                    topic: r.topics.availability.clone(),
+                    payload: OFFLINE.into(),
+                    retain: true
+                },
+                Call::Disconnect
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_while_disconnected_only_disconnects() {
+        let mut r = start(None);
+        wait(Duration::from_millis(10)).await;
+        r.rec.take();
+        r.shutdown.take().expect("once").send(()).expect("send");
+        r.task.await.expect("loop ends");
+        assert_eq!(r.rec.take(), [Call::Stopping, Call::Disconnect]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_petted_every_interval_systemd_asked_for() {
+        let r = start(Some(Duration::from_secs(10)));
+        wait(Duration::from_secs(35)).await;
+        let pings = r.rec.take().iter().filter(|c| **c == Call::Watchdog).count();
+        assert_eq!(pings, 4, "at 0s, 10s, 20s and 30s");
+        drop(r.pokes);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_watchdog_pings_without_a_watchdog() {
+        let r = start(None);
+        wait(Duration::from_secs(35)).await;
+        assert!(!r.rec.take().contains(&Call::Watchdog));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_state_after_start_is_published_once() {
+        let r = start(None);
+        // As in `run`: the session connected and the sources answered
+        // (each waking the agent) while it waited for them.
+        r.events.try_send(SessionEvent::Connected).expect("queued");
+        r.pokes.try_send(()).expect("queued");
+        wait(Duration::from_secs(1)).await;
+        let p = r.rec.published();
+        let states = p.iter().filter(|(t, _)| *t == r.topics.state).count();
+        assert_eq!(states, 1, "{p:?}");
+        assert_eq!(
+            topics_of(&p),
+            [
+                r.topics.availability.as_str(),
+                r.topics.discovery.as_str(),
+                r.topics.state.as_str()
+            ]
+        );
+    }
+
+    /// An agent with one source whose entity announces `word`; the
+    /// commands the source receives arrive on the returned receiver.
+    fn agent_with_command(word: &'static str) -> (Agent, mpsc::UnboundedReceiver<String>) {
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+        let (poke, _) = mpsc::channel(1);
+        let initial = crate::source::SourceState {
+            available: true,
+            readings: vec![Reading::new("apply", "Apply", Kind::Text, "x".to_string()).with_command(word)],
+        };
+        let spawnable = crate::source::wire("test", initial, poke, move |mut ctx| async move {
+            while let Some(w) = ctx.commands.recv().await {
+                let _ = seen_tx.send(w);
+            }
+        });
+        tokio::spawn(spawnable.task);
+        let mut agent = agent(vec![Box::new(Steady)]);
+        agent.add_source(spawnable.handle);
+        (agent, seen_rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_exact_announced_command_word_acts() {
+        let (agent, mut seen) = agent_with_command("apply_container_updates");
+        let command = agent.model.topics.command.clone();
+        let rec = Recorder::default();
+        let (events, events_rx) = mpsc::channel(16);
+        let (_pokes, pokes_rx) = mpsc::channel(1);
+        tokio::spawn(run(
+            agent,
+            rec.clone(),
+            rec,
+            events_rx,
+            pokes_rx,
+            std::future::pending(),
+        ));
+        for padded in [
+            " apply_container_updates",
+            "\tapply_container_updates\n",
+            "apply_container_updates ",
+            "APPLY_CONTAINER_UPDATES",
+        ] {
+            events
+                .send(SessionEvent::Message {
+                    topic: command.clone(),
+                    payload: padded.as_bytes().to_vec(),
+                })
+                .await
+                .expect("send");
+        }
+        wait(Duration::from_millis(100)).await;
+        assert!(seen.try_recv().is_err(), "a padded word must not act");
+        events
+            .send(SessionEvent::Message {
+                topic: command,
+                payload: b"apply_container_updates".to_vec(),
+            })
+            .await
+            .expect("send");
+        wait(Duration::from_millis(100)).await;
+        assert_eq!(seen.try_recv().ok().as_deref(), Some("apply_container_updates"));
+    }
+
     #[test]
-    fn node_id_comes_from_the_host_name_made_topic_safe() {
-        let cfg = Config::default();
-        assert_eq!(node_id(&cfg, Some("nuc.home.lan")), "nuc_home_lan");
-        assert_eq!(node_id(&cfg, Some("pi-4")), "pi-4");
-        assert_eq!(node_id(&cfg, Some("a+b#c/d")), "a_b_c_d");
-        assert_eq!(node_id(&cfg, None), "host");
-        assert_eq!(node_id(&config(), Some("ignored")), "t");
+    fn unknown_command_words_are_logged_escaped_and_cut() {
+        let forged = b"x\n2026-12-01T00:00:00Z ERROR forged\x1b[2J";
+        let logged = escaped_for_log(forged);
+        assert!(!logged.contains('\n') && !logged.contains('\x1b'), "{logged}");
+        assert!(logged.contains("\\n"), "{logged}");
+        let long = escaped_for_log(&[b'a'; 10_000]);
+        assert_eq!(
+            long.chars().count(),
+            COMMAND_LOG_MAX_CHARS + 1,
+            "cut, with an ellipsis"
+        );
+        assert_eq!(escaped_for_log(b"reboot"), "reboot");
+    }
+
+    #[test]
+    fn unknown_commands_warn_once_a_minute_with_a_count() {
+        let mut limit = RateLimit::new(Duration::from_secs(60));
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(limit.note(t0), Some(0), "the first is logged");
+        let logged = (1..10_000u64)
+            .filter(|i| limit.note(t0 + Duration::from_millis(*i)).is_some())
+            .count();
+        assert_eq!(logged, 0, "the flood within the minute is counted, not logged");
+        assert_eq!(
+            limit.note(t0 + Duration::from_secs(61)),
+            Some(9_999),
+            "the next warning says how many were not logged"
+        );
     }
 }

@@ -1,87 +1,30 @@
-//! Configuration: TOML file + `HOST2MQTT__SECTION__KEY` environment
-//! overrides, validated once before any work. The doc comments on the
-//! fields are the user documentation; `config/host2mqtt.toml` repeats every
-//! key with its default.
+//! Configuration loading and the sections that belong to no collector or
+//! source: the MQTT connection, Home Assistant's side, where the host is.
+//!
+//! The file is TOML, read strictly (a wrong type is an error naming the
+//! key); `HOST2MQTT__SECTION__KEY` environment variables override it, and
+//! only there are strings converted ("8883" for a port, "a,b" for a
+//! list). Each section validates itself and builds its own part (see
+//! [`crate::context`]); the root, listing every section, is
+//! [`crate::wiring::Config`]. The doc comments on the fields are the user
+//! documentation; `config/host2mqtt.toml` repeats every key with its
+//! default.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub use crate::error::ConfigError;
 use crate::host::HostPaths;
+use crate::session::{Backoff, SessionOptions, TlsFiles};
 
 /// Environment prefix: `HOST2MQTT__MQTT__HOST=broker` sets `mqtt.host`.
 pub const ENV_PREFIX: &str = "HOST2MQTT";
 
-/// Keys that hold lists; from the environment they are comma-separated.
-const LIST_KEYS: &[&str] = &[
-    "collectors.disk.mount_points_include",
-    "collectors.disk.mount_points_exclude",
-    "collectors.disk.fs_types_include",
-    "collectors.disk.fs_types_exclude",
-    "collectors.diskio.devices_include",
-    "collectors.diskio.devices_exclude",
-    "collectors.network.interfaces_include",
-    "collectors.network.interfaces_exclude",
-    "systemd.system.watch",
-    "systemd.system.restart",
-    "systemd.user.watch",
-    "systemd.user.restart",
-];
-
-/// A configuration that cannot be used. The message names the key and what
-/// was expected; the process exits with 78 (EX_CONFIG) and publishes nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config file {path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("config: {0}")]
-    Invalid(String),
-    #[error("config key `{key}`: {message}")]
-    Key { key: String, message: String },
-}
-
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// How often to collect and publish.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Stable id of this host in topics and unique_ids, `[a-zA-Z0-9_-]`.
-    /// Empty: the host name, sanitised.
-    pub node_id: String,
-    /// Device name shown in Home Assistant. Empty: the host name.
-    pub device_name: String,
-    /// The MQTT connection.
-    pub mqtt: MqttConfig,
-    /// Home Assistant's side of discovery.
-    pub homeassistant: HomeAssistantConfig,
-    /// Where the host's /proc, /sys and / are (for running in a container).
-    pub host: HostConfig,
-    /// Each collector's switch and filters.
-    pub collectors: CollectorsConfig,
-    /// Containers and pending image updates (see `crate::container`).
-    pub containers: crate::container::ContainersConfig,
-    /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
-    pub systemd: crate::systemd::SystemdConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            interval: Duration::from_secs(30),
-            node_id: String::new(),
-            device_name: String::new(),
-            mqtt: MqttConfig::default(),
-            homeassistant: HomeAssistantConfig::default(),
-            host: HostConfig::default(),
-            collectors: CollectorsConfig::default(),
-            containers: crate::container::ContainersConfig::default(),
-            systemd: crate::systemd::SystemdConfig::default(),
-        }
-    }
-}
+/// MQTT's limit for a topic or a client id: a two-byte length.
+pub const MQTT_STRING_MAX_BYTES: usize = 65535;
 
 /// The MQTT connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,13 +32,15 @@ impl Default for Config {
 pub struct MqttConfig {
     /// Broker host name or address.
     pub host: String,
-    /// Broker port (1883; 8883 is usual for TLS).
+    /// Broker port, 1 to 65535 (1883; 8883 is usual for TLS).
     pub port: u16,
     /// MQTT protocol version; only "3.1.1" for now.
     pub protocol: String,
-    /// Client id. Empty: `host2mqtt-<node_id>`, stable per host.
+    /// Client id, no NUL, at most 65535 bytes. Empty: `host2mqtt-<node_id>`,
+    /// stable per host.
     pub client_id: String,
-    /// Keepalive: how soon a dead connection is noticed (and the will fires).
+    /// Keepalive: how soon a dead connection is noticed (and the will
+    /// fires), from 5s to 65535s.
     #[serde(with = "humantime_serde")]
     pub keepalive: Duration,
     /// User name; empty for an anonymous connection.
@@ -162,8 +107,8 @@ pub struct HomeAssistantConfig {
     /// HA's birth/last-will topic; on `online` we announce again.
     /// Empty: `<discovery_prefix>/status`.
     pub status_topic: String,
-    /// After this long without a state, HA shows entities unavailable.
-    /// Empty / zero: 3 × interval.
+    /// After this long without a state, HA shows entities unavailable;
+    /// longer than the interval. Empty / zero: 3 × interval.
     #[serde(with = "humantime_serde")]
     pub expire_after: Option<Duration>,
 }
@@ -201,346 +146,201 @@ impl Default for HostConfig {
     }
 }
 
-/// Each collector's switch and filters.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct CollectorsConfig {
-    pub cpu: CpuConfig,
-    pub load: Switch,
-    pub memory: Switch,
-    pub pressure: Switch,
-    pub disk: DiskConfig,
-    pub diskio: DiskIoConfig,
-    pub network: NetworkConfig,
-    pub system: Switch,
-}
-
-/// A collector with nothing to set but on/off.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Switch {
-    /// Collect this.
-    pub enabled: bool,
-}
-
-impl Default for Switch {
-    fn default() -> Self {
-        Switch { enabled: true }
-    }
-}
-
-/// CPU usage.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CpuConfig {
-    /// Collect this.
-    pub enabled: bool,
-    /// Also one usage entity per core.
-    pub per_core: bool,
-}
-
-impl Default for CpuConfig {
-    fn default() -> Self {
-        CpuConfig {
-            enabled: true,
-            per_core: false,
+impl MqttConfig {
+    /// Checks the section; errors name full dotted keys under `key` (`mqtt`).
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        if self.protocol != "3.1.1" {
+            return Err(ConfigError::key(k("protocol"), "expected \"3.1.1\""));
         }
-    }
-}
-
-/// Filesystems, per mount point.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DiskConfig {
-    /// Collect this.
-    pub enabled: bool,
-    /// Only mount points matching one of these globs (empty: all).
-    pub mount_points_include: Vec<String>,
-    /// Mount points matching one of these globs are left out.
-    pub mount_points_exclude: Vec<String>,
-    /// Only these filesystem types (empty: all).
-    pub fs_types_include: Vec<String>,
-    /// These filesystem types are left out.
-    pub fs_types_exclude: Vec<String>,
-}
-
-impl Default for DiskConfig {
-    fn default() -> Self {
-        DiskConfig {
-            enabled: true,
-            mount_points_include: vec![],
-            mount_points_exclude: [
-                "/proc",
-                "/proc/**",
-                "/sys",
-                "/sys/**",
-                "/dev",
-                "/dev/**",
-                "/run/credentials/**",
-                "/run/user/**",
-                "/var/lib/containers/storage/**",
-                "/var/lib/docker/**",
-                "/var/lib/kubelet/**",
-                "/snap/**",
-                "/boot/efi",
-            ]
-            .map(String::from)
-            .to_vec(),
-            fs_types_include: vec![],
-            fs_types_exclude: [
-                "autofs",
-                "binfmt_misc",
-                "bpf",
-                "cgroup",
-                "cgroup2",
-                "configfs",
-                "debugfs",
-                "devpts",
-                "devtmpfs",
-                "efivarfs",
-                "fuse.lxcfs",
-                "fuse.portal",
-                "fusectl",
-                "hugetlbfs",
-                "iso9660",
-                "mqueue",
-                "nsfs",
-                "overlay",
-                "proc",
-                "pstore",
-                "ramfs",
-                "rpc_pipefs",
-                "securityfs",
-                "selinuxfs",
-                "squashfs",
-                "erofs",
-                "sysfs",
-                "tmpfs",
-                "tracefs",
-                "nfsd",
-            ]
-            .map(String::from)
-            .to_vec(),
+        if self.host.is_empty() {
+            return Err(ConfigError::key(k("host"), "expected a host name or address"));
         }
-    }
-}
-
-/// Block device throughput.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DiskIoConfig {
-    /// Collect this.
-    pub enabled: bool,
-    /// Only devices matching one of these globs (empty: every physical device).
-    pub devices_include: Vec<String>,
-    /// Devices matching one of these globs are left out.
-    pub devices_exclude: Vec<String>,
-}
-
-impl Default for DiskIoConfig {
-    fn default() -> Self {
-        DiskIoConfig {
-            enabled: true,
-            devices_include: vec![],
-            devices_exclude: vec![],
-        }
-    }
-}
-
-/// Network throughput per interface.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NetworkConfig {
-    /// Collect this.
-    pub enabled: bool,
-    /// Only interfaces matching one of these globs (empty: all).
-    pub interfaces_include: Vec<String>,
-    /// Interfaces matching one of these globs are left out.
-    pub interfaces_exclude: Vec<String>,
-}
-
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        NetworkConfig {
-            enabled: true,
-            interfaces_include: vec![],
-            interfaces_exclude: [
-                "lo", "veth*", "podman*", "cni*", "docker*", "br-*", "virbr*", "vnet*", "flannel*", "cali*",
-                "kube-*", "ifb*", "dummy*",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-    }
-}
-
-impl Config {
-    /// Loads the file (if given; it must then exist) and the environment,
-    /// and validates the result. `env` is passed in so tests do not touch
-    /// the process environment.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
-        }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
-        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(true)
-            .source(Some(env));
-        for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
-        }
-        let built = builder
-            .add_source(environment)
-            .build()
-            .map_err(|e| describe(e, file))?;
-        let cfg: Config = built.try_deserialize().map_err(|e| describe(e, file))?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let key = |k: &str, m: &str| ConfigError::Key {
-            key: k.into(),
-            message: m.into(),
-        };
-        if self.interval < Duration::from_secs(1) {
-            return Err(key(
-                "interval",
-                "expected a duration of at least 1s, such as \"30s\"",
+        if self.port == 0 {
+            return Err(ConfigError::key(
+                k("port"),
+                "expected a port from 1 to 65535, such as 1883",
             ));
         }
-        if !self.node_id.is_empty() && !is_topic_safe(&self.node_id) {
-            return Err(key("node_id", "expected only letters, digits, '_' and '-'"));
+        if self.keepalive < Duration::from_secs(5) || self.keepalive > Duration::from_secs(65535) {
+            // MQTT carries the keepalive in two bytes: above that it would
+            // wrap (65536s reaches the broker as 0: never detected dead).
+            return Err(ConfigError::key(
+                k("keepalive"),
+                "expected a duration from 5s to 65535s (about 18h), such as \"30s\"",
+            ));
         }
-        if self.mqtt.protocol != "3.1.1" {
-            return Err(key("mqtt.protocol", "expected \"3.1.1\""));
+        if self.client_id.contains('\0') || self.client_id.len() > MQTT_STRING_MAX_BYTES {
+            return Err(ConfigError::key(
+                k("client_id"),
+                "expected at most 65535 bytes and no NUL character",
+            ));
         }
-        if self.mqtt.host.is_empty() {
-            return Err(key("mqtt.host", "expected a host name or address"));
-        }
-        if self.mqtt.keepalive < Duration::from_secs(5) {
-            return Err(key("mqtt.keepalive", "expected a duration of at least 5s"));
-        }
-        if self.mqtt.reconnect_min.is_zero() || self.mqtt.reconnect_max < self.mqtt.reconnect_min {
-            return Err(key(
-                "mqtt.reconnect_max",
+        if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
+            return Err(ConfigError::key(
+                k("reconnect_max"),
                 "expected reconnect_min > 0 and reconnect_max >= reconnect_min",
             ));
         }
-        for (k, v) in [
-            ("mqtt.base_topic", &self.mqtt.base_topic),
-            (
-                "homeassistant.discovery_prefix",
-                &self.homeassistant.discovery_prefix,
-            ),
-        ] {
-            if v.is_empty() || v.contains(['+', '#']) || v.starts_with('/') || v.ends_with('/') {
-                return Err(key(
-                    k,
-                    "expected a topic without '+', '#' or a leading/trailing '/'",
-                ));
-            }
-        }
-        if self.homeassistant.status_topic.contains(['+', '#']) {
-            return Err(key(
-                "homeassistant.status_topic",
-                "expected a topic without '+' or '#'",
-            ));
-        }
-        if self.mqtt.tls.cert_file.as_os_str().is_empty() != self.mqtt.tls.key_file.as_os_str().is_empty() {
-            return Err(key(
-                "mqtt.tls.key_file",
+        check_topic(&k("base_topic"), &self.base_topic)?;
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            return Err(ConfigError::key(
+                k("tls.key_file"),
                 "expected cert_file and key_file to be set together",
             ));
         }
-        if !self.mqtt.password.is_empty() && !self.mqtt.password_file.as_os_str().is_empty() {
-            return Err(key(
-                "mqtt.password_file",
+        if !self.password.is_empty() && !self.password_file.as_os_str().is_empty() {
+            return Err(ConfigError::key(
+                k("password_file"),
                 "expected either password or password_file, not both",
             ));
         }
-        for (k, globs) in [
-            (
-                "collectors.disk.mount_points_include",
-                &self.collectors.disk.mount_points_include,
-            ),
-            (
-                "collectors.disk.mount_points_exclude",
-                &self.collectors.disk.mount_points_exclude,
-            ),
-            (
-                "collectors.disk.fs_types_include",
-                &self.collectors.disk.fs_types_include,
-            ),
-            (
-                "collectors.disk.fs_types_exclude",
-                &self.collectors.disk.fs_types_exclude,
-            ),
-            (
-                "collectors.diskio.devices_include",
-                &self.collectors.diskio.devices_include,
-            ),
-            (
-                "collectors.diskio.devices_exclude",
-                &self.collectors.diskio.devices_exclude,
-            ),
-            (
-                "collectors.network.interfaces_include",
-                &self.collectors.network.interfaces_include,
-            ),
-            (
-                "collectors.network.interfaces_exclude",
-                &self.collectors.network.interfaces_exclude,
-            ),
-        ] {
-            for g in globs {
-                glob::Pattern::new(g).map_err(|e| key(k, &format!("expected glob patterns; {g:?}: {e}")))?;
-            }
-        }
-        crate::container::validate(&self.containers)?;
-        self.systemd.validate()?;
         Ok(())
     }
 
-    /// The host roots as the collectors use them.
-    pub fn host_paths(&self) -> HostPaths {
-        HostPaths {
-            proc: self.host.proc.clone(),
-            sys: self.host.sys.clone(),
-            root: self.host.root.clone(),
+    /// The client id: configured, else `host2mqtt-<node_id>`.
+    pub fn client_id(&self, node_id: &str) -> String {
+        if self.client_id.is_empty() {
+            format!("host2mqtt-{node_id}")
+        } else {
+            self.client_id.clone()
         }
     }
 
+    /// The password: inline, from `password_file`, or from the systemd
+    /// credential in `$CREDENTIALS_DIRECTORY` (looked up through `env`);
+    /// never logged.
+    fn password(&self, env: fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+        if !self.password.is_empty() {
+            return Ok(Some(self.password.clone()));
+        }
+        let from_file = |key: &str, path: &Path| {
+            std::fs::read_to_string(path)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| ConfigError::key(key, format!("cannot read {}: {e}", path.display())))
+        };
+        if !self.password_file.as_os_str().is_empty() {
+            return from_file("mqtt.password_file", &self.password_file);
+        }
+        if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
+            let path = PathBuf::from(dir).join(&self.password_credential);
+            if path.exists() {
+                return from_file("mqtt.password_credential", &path);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Builds what the session needs: reads the password (a missing file
+    /// is an error naming the key) and applies the credential rules. The
+    /// same for `check`, `run` and `purge`.
+    pub fn session_options(
+        &self,
+        client_id: String,
+        will: Option<(String, String)>,
+        subscriptions: Vec<String>,
+        env: fn(&str) -> Option<String>,
+    ) -> Result<SessionOptions, ConfigError> {
+        let credentials = match (self.username.is_empty(), self.password(env)?) {
+            (true, None) => None,
+            (true, Some(_)) => {
+                return Err(ConfigError::key(
+                    "mqtt.username",
+                    "expected a user name when a password is set",
+                ))
+            }
+            (false, p) => Some((self.username.clone(), p.unwrap_or_default())),
+        };
+        let set = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+        let tls = self.tls.enabled.then(|| TlsFiles {
+            ca_file: set(&self.tls.ca_file),
+            client_auth: set(&self.tls.cert_file).zip(set(&self.tls.key_file)),
+        });
+        Ok(SessionOptions {
+            host: self.host.clone(),
+            port: self.port,
+            client_id,
+            keepalive: self.keepalive,
+            credentials,
+            tls,
+            will,
+            subscriptions,
+            backoff: Backoff {
+                min: self.reconnect_min,
+                max: self.reconnect_max,
+            },
+        })
+    }
+}
+
+impl HomeAssistantConfig {
+    /// Checks the section; errors name full dotted keys under `key`.
+    pub fn validate(&self, key: &str, interval: Duration) -> Result<(), ConfigError> {
+        check_topic(&format!("{key}.discovery_prefix"), &self.discovery_prefix)?;
+        if self.status_topic.contains(['+', '#']) || self.status_topic.len() > MQTT_STRING_MAX_BYTES {
+            return Err(ConfigError::key(
+                format!("{key}.status_topic"),
+                "expected a topic without '+' or '#', at most 65535 bytes",
+            ));
+        }
+        if let Some(d) = self.expire_after.filter(|d| !d.is_zero()) {
+            if d <= interval {
+                return Err(ConfigError::key(
+                    format!("{key}.expire_after"),
+                    format!(
+                        "expected a duration longer than interval ({}): every entity would expire between two states",
+                        humantime::format_duration(interval)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `expire_after`, defaulting to 3 × interval.
-    pub fn expire_after(&self) -> Duration {
-        match self.homeassistant.expire_after {
+    pub fn expire_after(&self, interval: Duration) -> Duration {
+        match self.expire_after {
             Some(d) if !d.is_zero() => d,
-            _ => self.interval * 3,
+            _ => interval * 3,
         }
     }
 
     /// HA's status topic, defaulting to `<discovery_prefix>/status`.
     pub fn status_topic(&self) -> String {
-        if self.homeassistant.status_topic.is_empty() {
-            format!("{}/status", self.homeassistant.discovery_prefix)
+        if self.status_topic.is_empty() {
+            format!("{}/status", self.discovery_prefix)
         } else {
-            self.homeassistant.status_topic.clone()
+            self.status_topic.clone()
         }
     }
+}
+
+impl HostConfig {
+    /// The host roots as the collectors use them.
+    pub fn paths(&self) -> HostPaths {
+        HostPaths {
+            proc: self.proc.clone(),
+            sys: self.sys.clone(),
+            root: self.root.clone(),
+        }
+    }
+}
+
+/// A topic prefix: not empty, no wildcard, no leading or trailing '/',
+/// within MQTT's length.
+fn check_topic(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.is_empty()
+        || v.contains(['+', '#', '\0'])
+        || v.starts_with('/')
+        || v.ends_with('/')
+        || v.len() > 1024
+    {
+        return Err(ConfigError::key(
+            key,
+            "expected a topic without '+', '#' or a leading/trailing '/', at most 1024 bytes",
+        ));
+    }
+    Ok(())
 }
 
 /// `[a-zA-Z0-9_-]+`: safe as one topic level and inside a unique_id.
@@ -548,6 +348,86 @@ pub fn is_topic_safe(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Loads the file (if given; it must then exist) and the environment into
+/// `T`. The file is read strictly, so a wrong type in it is an error
+/// naming the key; values from the environment are strings converted to
+/// the key's type. `env` is passed in so tests do not touch the process
+/// environment. Validation is the caller's.
+pub fn load<T: DeserializeOwned>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        // The `config` crate converts "1883" to 1883 and "yes" to true
+        // from any source; the file must say what it means.
+        if let Err(e) = toml::from_str::<T>(&text) {
+            return Err(describe_toml(&e, &text, path));
+        }
+        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    let environment = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(env));
+    let built = builder
+        .add_source(environment)
+        .build()
+        .map_err(|e| describe(e, file))?;
+    built.try_deserialize().map_err(|e| describe(e, file))
+}
+
+/// Turns a strict TOML error into ours, naming the dotted key written on
+/// the line it points at (`[mqtt]` + `port = "1883"` → `mqtt.port`).
+fn describe_toml(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
+    let message = format!("{} (in {})", e.message().trim(), path.display());
+    let Some(at) = e.span().map(|s| s.start.min(text.len())) else {
+        return ConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+    };
+    let before = text.get(..at).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text
+        .get(line_start..)
+        .and_then(|t| t.lines().next())
+        .unwrap_or_default();
+    let table = before
+        .get(..line_start)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+    let field = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let key = match (table, field) {
+        (Some(t), Some(f)) => format!("{t}.{f}"),
+        (None, Some(f)) => f,
+        (Some(t), None) => t,
+        (None, None) => {
+            return ConfigError::File {
+                path: path.to_path_buf(),
+                message,
+            }
+        }
+    };
+    ConfigError::Key { key, message }
 }
 
 /// Turns a `config` crate error into ours, keeping the key it names.
@@ -600,120 +480,4 @@ fn unknown_field(message: &str) -> Option<&str> {
 
 fn strip_key_suffix(s: &str) -> String {
     s.split(" for key ").next().unwrap_or(s).to_string()
-}
-
-/// Test helpers for modules whose config sections live elsewhere.
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::{Config, ConfigError};
-
-    /// Loads `toml` as a config file, with `env` as the environment.
-    pub(crate) fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, toml).expect("write");
-        Config::load(
-            Some(&path),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    use super::testing::load_str;
-
-    #[test]
-    fn no_file_and_no_env_gives_the_defaults() {
-        let cfg = Config::load(None, Vec::new()).expect("defaults load");
-        assert_eq!(cfg.interval, Duration::from_secs(30));
-        assert_eq!(cfg.mqtt.host, "localhost");
-        assert_eq!(cfg.expire_after(), Duration::from_secs(90));
-        assert_eq!(cfg.status_topic(), "homeassistant/status");
-    }
-
-    #[test]
-    fn example_config_documents_exactly_the_defaults() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/host2mqtt.toml"));
-        let example = Config::load(Some(path), Vec::new()).expect("example config loads");
-        assert_eq!(format!("{example:?}"), format!("{:?}", Config::default()));
-    }
-
-    #[test]
-    fn unknown_key_is_named_with_what_was_expected() {
-        let err = load_str("[mqtt]\nhots = \"x\"\n", &[])
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("`mqtt.hots`"), "{err}");
-        assert!(err.contains("expected one of"), "{err}");
-    }
-
-    #[test]
-    fn wrong_type_names_the_key() {
-        let err = load_str("[mqtt]\nport = \"many\"\n", &[])
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("mqtt.port"), "{err}");
-    }
-
-    #[test]
-    fn bad_duration_names_the_key() {
-        let err = load_str("interval = \"soon\"\n", &[])
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("interval"), "{err}");
-    }
-
-    #[test]
-    fn unreadable_file_is_named() {
-        let err = Config::load(Some(Path::new("/nonexistent/h2m.toml")), Vec::new())
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("/nonexistent/h2m.toml"), "{err}");
-    }
-
-    #[test]
-    fn environment_overrides_the_file_including_lists() {
-        let cfg = load_str(
-            "[mqtt]\nhost = \"file\"\n",
-            &[
-                ("HOST2MQTT__MQTT__HOST", "env"),
-                ("HOST2MQTT__MQTT__PORT", "8883"),
-                ("HOST2MQTT__INTERVAL", "10s"),
-                ("HOST2MQTT__COLLECTORS__NETWORK__INTERFACES_EXCLUDE", "lo,wg*"),
-                ("UNRELATED", "x"),
-            ],
-        )
-        .expect("loads");
-        assert_eq!(cfg.mqtt.host, "env");
-        assert_eq!(cfg.mqtt.port, 8883);
-        assert_eq!(cfg.interval, Duration::from_secs(10));
-        assert_eq!(cfg.collectors.network.interfaces_exclude, vec!["lo", "wg*"]);
-    }
-
-    #[test]
-    fn unknown_environment_key_is_named() {
-        let err = load_str("", &[("HOST2MQTT__MQTT__HOTS", "x")])
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("`mqtt.hots`"), "{err}");
-    }
-
-    #[test]
-    fn node_id_with_topic_characters_is_refused() {
-        let err = load_str("node_id = \"a/b+\"\n", &[])
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("node_id"), "{err}");
-    }
-
-    #[test]
-    fn invalid_glob_is_named() {
-        let err = load_str("[collectors.disk]\nmount_points_exclude = [\"[\"]\n", &[])
-            .expect_err("must fail")
-            .to_string();
-        assert!(err.contains("collectors.disk.mount_points_exclude"), "{err}");
-    }
 }

@@ -8,11 +8,12 @@ use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use host2mqtt::agent::{self, Agent};
-use host2mqtt::collector::{self, Tick};
-use host2mqtt::config::{Config, ConfigError};
-use host2mqtt::discovery::{self, OFFLINE};
+use host2mqtt::collector::Tick;
+use host2mqtt::discovery;
+use host2mqtt::error::ConfigError;
 use host2mqtt::reading::Reading;
-use host2mqtt::session::{Backoff, Session, SessionEvent, SessionOptions, TlsFiles};
+use host2mqtt::session::{Session, SessionEvent, SessionOptions};
+use host2mqtt::wiring::{self, Config};
 
 /// How long `run` and `check` wait for the sources' first answers (a
 /// source that has not answered by then shows as unavailable).
@@ -113,20 +114,23 @@ fn load_config(explicit: Option<PathBuf>) -> Result<Config, ConfigError> {
     Config::load(file.as_deref(), std::env::vars())
 }
 
-fn new_agent(cfg: &Config) -> Agent {
-    Agent::new(cfg, collector::from_config(cfg))
+/// Builds every part from the config (the one validation path for `run`
+/// and `check`) and starts the sources.
+fn start(cfg: &Config) -> Result<(Agent, mpsc::Receiver<()>, SessionOptions), Failure> {
+    let parts = wiring::build(cfg).map_err(Failure::Config)?;
+    let mut agent = Agent::new(parts.model, parts.interval, parts.collectors);
+    for source in parts.sources {
+        tokio::spawn(source.task);
+        agent.add_source(source.handle);
+    }
+    Ok((agent, parts.pokes, parts.session))
 }
 
 fn check(cfg: &Config, json: bool) -> Result<(), Failure> {
     let agent = block_on(async {
-        let mut agent = new_agent(cfg);
         // Sources (container engine, systemd) answer once; one that does
         // not within the wait shows as unavailable, as it would in `run`.
-        let (poke_tx, _pokes) = mpsc::channel(1);
-        for source in host2mqtt::source::from_config(cfg, poke_tx) {
-            tokio::spawn(source.task);
-            agent.add_source(source.handle);
-        }
+        let (mut agent, _pokes, _session) = start(cfg)?;
         // Two cycles a second apart: rates need a previous sample.
         agent.cycle(&Tick::now());
         tokio::join!(
@@ -182,79 +186,6 @@ fn print_table(agent: &Agent, readings: &[Reading]) {
     }
 }
 
-/// The password: inline, from `password_file`, or from the systemd
-/// credential; never logged.
-fn password(cfg: &Config) -> Result<Option<String>, ConfigError> {
-    let m = &cfg.mqtt;
-    if !m.password.is_empty() {
-        return Ok(Some(m.password.clone()));
-    }
-    let from_file = |key: &str, path: &std::path::Path| {
-        std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|e| ConfigError::Key {
-                key: key.into(),
-                message: format!("cannot read {}: {e}", path.display()),
-            })
-    };
-    if !m.password_file.as_os_str().is_empty() {
-        return from_file("mqtt.password_file", &m.password_file);
-    }
-    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let path = PathBuf::from(dir).join(&m.password_credential);
-        if path.exists() {
-            return from_file("mqtt.password_credential", &path);
-        }
-    }
-    Ok(None)
-}
-
-fn session_options(
-    cfg: &Config,
-    client_id: String,
-    will: Option<(String, String)>,
-    subscriptions: Vec<String>,
-) -> Result<SessionOptions, Failure> {
-    let m = &cfg.mqtt;
-    let credentials = match (m.username.is_empty(), password(cfg).map_err(Failure::Config)?) {
-        (true, None) => None,
-        (true, Some(_)) => {
-            return Err(Failure::Config(ConfigError::Key {
-                key: "mqtt.username".into(),
-                message: "expected a user name when a password is set".into(),
-            }))
-        }
-        (false, p) => Some((m.username.clone(), p.unwrap_or_default())),
-    };
-    let set = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
-    let tls = m.tls.enabled.then(|| TlsFiles {
-        ca_file: set(&m.tls.ca_file),
-        client_auth: set(&m.tls.cert_file).zip(set(&m.tls.key_file)),
-    });
-    Ok(SessionOptions {
-        host: m.host.clone(),
-        port: m.port,
-        client_id,
-        keepalive: m.keepalive,
-        credentials,
-        tls,
-        will,
-        subscriptions,
-        backoff: Backoff {
-            min: m.reconnect_min,
-            max: m.reconnect_max,
-        },
-    })
-}
-
-fn client_id(cfg: &Config, node_id: &str) -> String {
-    if cfg.mqtt.client_id.is_empty() {
-        format!("host2mqtt-{node_id}")
-    } else {
-        cfg.mqtt.client_id.clone()
-    }
-}
-
 fn start_session(
     opts: SessionOptions,
 ) -> Result<
@@ -277,23 +208,10 @@ fn start_session(
 }
 
 async fn run(cfg: Config) -> Result<(), Failure> {
-    let agent = new_agent(&cfg);
-    let topics = agent.model.topics.clone();
-    let opts = session_options(
-        &cfg,
-        client_id(&cfg, &agent.model.device.node_id),
-        Some((topics.availability.clone(), OFFLINE.to_string())),
-        vec![topics.ha_status.clone(), topics.command.clone()],
-    )?;
+    let (agent, pokes, opts) = start(&cfg)?;
     let (publisher, events, session) = start_session(opts)?;
-    let (poke_tx, pokes) = mpsc::channel(1);
-    let mut agent = agent;
-    for source in host2mqtt::source::from_config(&cfg, poke_tx) {
-        tokio::spawn(source.task);
-        agent.add_source(source.handle);
-    }
     host2mqtt::source::settle(agent.sources(), SOURCE_SETTLE).await;
-    agent::run(agent, publisher, events, pokes, shutdown_signal()).await;
+    agent::run(agent, publisher, agent::Systemd, events, pokes, shutdown_signal()).await;
     // Give the offline message and DISCONNECT a moment to leave.
     if tokio::time::timeout(Duration::from_secs(3), session)
         .await
@@ -319,11 +237,15 @@ async fn shutdown_signal() {
 }
 
 async fn purge(cfg: Config) -> Result<(), Failure> {
-    let agent = Agent::new(&cfg, Vec::new());
-    let topics = agent.model.topics.clone();
+    let model = cfg.model();
+    let topics = model.topics.clone();
     // Its own client id, so a running agent is not kicked off the broker.
-    let id = format!("{}-purge", client_id(&cfg, &agent.model.device.node_id));
-    let (publisher, mut events, session) = start_session(session_options(&cfg, id, None, vec![])?)?;
+    let id = format!("{}-purge", cfg.mqtt.client_id(&model.device.node_id));
+    let opts = cfg
+        .mqtt
+        .session_options(id, None, vec![], |name| std::env::var(name).ok())
+        .map_err(Failure::Config)?;
+    let (publisher, mut events, session) = start_session(opts)?;
     let connected = tokio::time::timeout(Duration::from_secs(15), async {
         while let Some(ev) = events.recv().await {
             if ev == SessionEvent::Connected {
@@ -350,7 +272,7 @@ async fn purge(cfg: Config) -> Result<(), Failure> {
     let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
     println!(
         "removed device {} from Home Assistant (cleared {} and {})",
-        agent.model.device.node_id, topics.discovery, topics.availability
+        model.device.node_id, topics.discovery, topics.availability
     );
     Ok(())
 }

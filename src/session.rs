@@ -76,25 +76,7 @@ pub struct SessionOptions {
     pub backoff: Backoff,
 }
 
-/// Exponential backoff with jitter between reconnect attempts.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The first delay.
-    pub min: Duration,
-    /// The longest delay.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay before attempt `failures + 1`: doubling from `min` up to
-    /// `max`, then "equal jitter" (half fixed, half random) so a fleet of
-    /// hosts does not reconnect in lockstep after a broker restart.
-    pub fn delay(&self, failures: u32, rand_unit: f64) -> Duration {
-        let exp = self.min.saturating_mul(1u32 << failures.min(20));
-        let d = exp.min(self.max);
-        d / 2 + d.mul_f64(rand_unit.clamp(0.0, 1.0) / 2.0)
-    }
-}
+pub use crate::backoff::Backoff;
 
 /// The publishing side, held by the agent.
 #[derive(Clone)]
@@ -220,7 +202,7 @@ impl Session {
                 Err(ConnectionError::RequestsDone) => return,
                 Err(e) => {
                     let error = describe(&e);
-                    let delay = self.backoff.delay(failures, fastrand::f64());
+                    let delay = self.backoff.next_delay(failures);
                     let retry_in_ms = delay.as_millis() as u64;
                     if connected {
                         connected = false;
@@ -324,26 +306,5 @@ fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| TlsError::ClientAuth(e.to_string()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_min_and_stops_at_max() {
-        let b = Backoff {
-            min: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        };
-        assert_eq!(b.delay(0, 1.0), Duration::from_secs(1));
-        assert_eq!(b.delay(3, 1.0), Duration::from_secs(8));
-        assert_eq!(b.delay(30, 1.0), Duration::from_secs(60));
-        assert_eq!(
-            b.delay(30, 0.0),
-            Duration::from_secs(30),
-            "equal jitter keeps half"
-        );
     }
 }

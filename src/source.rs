@@ -127,11 +127,3 @@ pub async fn settle(handles: &[SourceHandle], within: std::time::Duration) {
         }
     }
 }
-
-/// Every source the config enables, wired to `poke`.
-pub fn from_config(cfg: &crate::config::Config, poke: mpsc::Sender<()>) -> Vec<Spawnable> {
-    let mut sources = Vec::new();
-    sources.extend(crate::container::sources(cfg, &poke));
-    sources.extend(crate::systemd::sources(cfg, &poke));
-    sources
-}

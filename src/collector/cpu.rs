@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 
 use procfs_core::{CpuTime, ExplicitSystemInfo, FromReadSI, KernelStats, ProcError};
 
+use serde::Deserialize;
+
+use super::CollectorSection;
 use super::{read_parsed, CollectError, Collector, Tick};
-use crate::config::CpuConfig;
+use crate::context::Context;
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
 
@@ -201,6 +204,32 @@ pub fn compute_shares(prev: &CpuTicks, now: &CpuTicks) -> Option<CpuShares> {
         iowait_percent: share(iowait),
         steal_percent: share(steal),
     })
+}
+
+/// CPU usage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CpuConfig {
+    /// Collect this.
+    pub enabled: bool,
+    /// Also one usage entity per core.
+    pub per_core: bool,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        CpuConfig {
+            enabled: true,
+            per_core: false,
+        }
+    }
+}
+
+impl CollectorSection for CpuConfig {
+    fn build(&self, cx: &Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(CpuCollector::new(cx.paths.clone(), self)) as Box<dyn super::Collector>)
+    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,12 @@ use std::time::Duration;
 use procfs_core::process::MountInfos;
 use procfs_core::{FromRead, ProcError};
 
+use serde::Deserialize;
+
 use super::filter::NameFilter;
+use super::CollectorSection;
 use super::{read_file, CollectError, Collector, Tick};
-use crate::config::DiskConfig;
+use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading, Value};
 
@@ -355,6 +358,101 @@ pub fn statvfs_stats(path: &Path) -> io::Result<FsStats> {
         files: s.f_files,
         files_free: s.f_ffree,
     })
+}
+
+/// Filesystems, per mount point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Collect this.
+    pub enabled: bool,
+    /// Only mount points matching one of these globs (empty: all).
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub mount_points_include: Vec<String>,
+    /// Mount points matching one of these globs are left out.
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub mount_points_exclude: Vec<String>,
+    /// Only these filesystem types (empty: all).
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub fs_types_include: Vec<String>,
+    /// These filesystem types are left out.
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub fs_types_exclude: Vec<String>,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            enabled: true,
+            mount_points_include: vec![],
+            mount_points_exclude: [
+                "/proc",
+                "/proc/**",
+                "/sys",
+                "/sys/**",
+                "/dev",
+                "/dev/**",
+                "/run/credentials/**",
+                "/run/user/**",
+                "/var/lib/containers/storage/**",
+                "/var/lib/docker/**",
+                "/var/lib/kubelet/**",
+                "/snap/**",
+                "/boot/efi",
+            ]
+            .map(String::from)
+            .to_vec(),
+            fs_types_include: vec![],
+            fs_types_exclude: [
+                "autofs",
+                "binfmt_misc",
+                "bpf",
+                "cgroup",
+                "cgroup2",
+                "configfs",
+                "debugfs",
+                "devpts",
+                "devtmpfs",
+                "efivarfs",
+                "fuse.lxcfs",
+                "fuse.portal",
+                "fusectl",
+                "hugetlbfs",
+                "iso9660",
+                "mqueue",
+                "nsfs",
+                "overlay",
+                "proc",
+                "pstore",
+                "ramfs",
+                "rpc_pipefs",
+                "securityfs",
+                "selinuxfs",
+                "squashfs",
+                "erofs",
+                "sysfs",
+                "tmpfs",
+                "tracefs",
+                "nfsd",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl CollectorSection for DiskConfig {
+    fn validate(&self, key: &str) -> Result<(), crate::error::ConfigError> {
+        check_globs(&format!("{key}.mount_points_include"), &self.mount_points_include)?;
+        check_globs(&format!("{key}.mount_points_exclude"), &self.mount_points_exclude)?;
+        check_globs(&format!("{key}.fs_types_include"), &self.fs_types_include)?;
+        check_globs(&format!("{key}.fs_types_exclude"), &self.fs_types_exclude)
+    }
+
+    fn build(&self, cx: &Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(DiskCollector::new(cx.paths.clone(), self)) as Box<dyn super::Collector>)
+    }
 }
 
 #[cfg(test)]

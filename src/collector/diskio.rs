@@ -7,9 +7,12 @@ use std::time::Instant;
 
 use procfs_core::{DiskStats, FromRead, ProcError};
 
+use serde::Deserialize;
+
 use super::filter::NameFilter;
+use super::CollectorSection;
 use super::{rate_per_second, read_parsed, CollectError, Collector, Tick};
-use crate::config::DiskIoConfig;
+use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
 
@@ -114,6 +117,42 @@ pub fn diskio_readings(dev: &str, prev: Option<&DiskCounters>, now: &DiskCounter
             write,
         ),
     ]
+}
+
+/// Block device throughput.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskIoConfig {
+    /// Collect this.
+    pub enabled: bool,
+    /// Only devices matching one of these globs (empty: every physical device).
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub devices_include: Vec<String>,
+    /// Devices matching one of these globs are left out.
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub devices_exclude: Vec<String>,
+}
+
+impl Default for DiskIoConfig {
+    fn default() -> Self {
+        DiskIoConfig {
+            enabled: true,
+            devices_include: vec![],
+            devices_exclude: vec![],
+        }
+    }
+}
+
+impl CollectorSection for DiskIoConfig {
+    fn validate(&self, key: &str) -> Result<(), crate::error::ConfigError> {
+        check_globs(&format!("{key}.devices_include"), &self.devices_include)?;
+        check_globs(&format!("{key}.devices_exclude"), &self.devices_exclude)
+    }
+
+    fn build(&self, cx: &Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(DiskIoCollector::new(cx.paths.clone(), self)) as Box<dyn super::Collector>)
+    }
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn the_default_excludes_keep_the_root_and_drop_runtime_mounts() {
-        let d = crate::config::DiskConfig::default();
+        let d = crate::collector::disk::DiskConfig::default();
         let f = NameFilter::for_paths("k", &d.mount_points_include, &d.mount_points_exclude);
         assert!(f.allows("/"));
         assert!(f.allows("/home"));

@@ -47,6 +47,27 @@ pub fn load_readings(load: &LoadAverage) -> [Reading; 3] {
     ]
 }
 
+/// Load averages (`[collectors.load]`): nothing to set but on/off.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Collect this.
+    pub enabled: bool,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig { enabled: true }
+    }
+}
+
+impl super::CollectorSection for LoadConfig {
+    fn build(&self, cx: &crate::context::Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(LoadCollector::new(cx.paths.clone())) as Box<dyn super::Collector>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,27 @@ fn used_percent(total: u64, unused: u64) -> Option<f64> {
     (total > 0).then(|| total.saturating_sub(unused) as f64 / total as f64 * 100.0)
 }
 
+/// Memory and swap (`[collectors.memory]`): nothing to set but on/off.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Collect this.
+    pub enabled: bool,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { enabled: true }
+    }
+}
+
+impl super::CollectorSection for MemoryConfig {
+    fn build(&self, cx: &crate::context::Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(MemoryCollector::new(cx.paths.clone())) as Box<dyn super::Collector>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

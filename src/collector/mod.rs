@@ -1,5 +1,5 @@
 //! Collectors: one per file, each turning a part of the host into
-//! [`Reading`]s. They read through [`HostPaths`] and know nothing of MQTT or
+//! [`Reading`]s. They read through [`HostPaths`](crate::host::HostPaths) and know nothing of MQTT or
 //! Home Assistant. Parsing is split from I/O so every parser is a pure
 //! function tested on captured fixtures.
 //!
@@ -7,10 +7,15 @@
 //! returns no readings: that is not an error. An error means "this part of
 //! the host could not be read this time"; the agent keeps the collector's
 //! last entities and reports them unavailable instead of dropping them.
+//!
+//! Each collector's file also holds its config section, which builds it
+//! ([`CollectorSection`]); [`crate::wiring`] lists them.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
+use crate::context::Context;
+use crate::error::ConfigError;
 use crate::reading::Reading;
 
 pub mod cpu;
@@ -107,6 +112,20 @@ pub trait Collector: Send {
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError>;
 }
 
+/// A collector's config section (`[collectors.<name>]`): it checks itself
+/// and builds its collector. Listing it in [`crate::wiring`] is all it
+/// takes to switch it on.
+pub trait CollectorSection {
+    /// Checks the section; errors name full dotted keys under `key`
+    /// (`collectors.disk`).
+    fn validate(&self, _key: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// The collector, or `None` when the section switches it off.
+    fn build(&self, cx: &Context) -> Option<Box<dyn Collector>>;
+}
+
 /// A per-second rate from two counter samples; `None` when there is no
 /// earlier sample, no time passed, or the counter went backwards (a reset,
 /// a device re-created), rather than a wrong number.
@@ -117,42 +136,6 @@ pub fn rate_per_second(prev: Option<(u64, Instant)>, now: (u64, Instant)) -> Opt
         return None;
     }
     Some((now.0 - prev_value) as f64 / secs)
-}
-
-/// Every collector the configuration switches on, in a fixed order, each
-/// reading the host through `cfg.host_paths()`.
-pub fn from_config(cfg: &crate::config::Config) -> Vec<Box<dyn Collector>> {
-    let paths = cfg.host_paths();
-    let c = &cfg.collectors;
-    let mut out: Vec<Box<dyn Collector>> = Vec::new();
-    if c.cpu.enabled {
-        out.push(Box::new(cpu::CpuCollector::new(paths.clone(), &c.cpu)));
-    }
-    if c.load.enabled {
-        out.push(Box::new(load::LoadCollector::new(paths.clone())));
-    }
-    if c.memory.enabled {
-        out.push(Box::new(memory::MemoryCollector::new(paths.clone())));
-    }
-    if c.pressure.enabled {
-        out.push(Box::new(pressure::PressureCollector::new(paths.clone())));
-    }
-    if c.disk.enabled {
-        out.push(Box::new(disk::DiskCollector::new(paths.clone(), &c.disk)));
-    }
-    if c.diskio.enabled {
-        out.push(Box::new(diskio::DiskIoCollector::new(paths.clone(), &c.diskio)));
-    }
-    if c.network.enabled {
-        out.push(Box::new(network::NetworkCollector::new(
-            paths.clone(),
-            &c.network,
-        )));
-    }
-    if c.system.enabled {
-        out.push(Box::new(system::SystemCollector::new(paths)));
-    }
-    out
 }
 
 /// Widens a value procfs-core parsed as `f32` ("1.24" in /proc/loadavg)
@@ -190,20 +173,5 @@ mod tests {
         assert_eq!(widen_f32(1.24), 1.24);
         assert_eq!(widen_f32(0.0), 0.0);
         assert_eq!(widen_f32(6.73), 6.73);
-    }
-
-    #[test]
-    fn from_config_builds_only_the_enabled_collectors_in_order() {
-        let mut cfg = crate::config::Config::default();
-        let all: Vec<_> = from_config(&cfg).iter().map(|c| c.name()).collect();
-        assert_eq!(
-            all,
-            ["cpu", "load", "memory", "pressure", "disk", "diskio", "network", "system"]
-        );
-        cfg.collectors.cpu.enabled = false;
-        cfg.collectors.disk.enabled = false;
-        cfg.collectors.system.enabled = false;
-        let some: Vec<_> = from_config(&cfg).iter().map(|c| c.name()).collect();
-        assert_eq!(some, ["load", "memory", "pressure", "diskio", "network"]);
     }
 }

@@ -6,9 +6,12 @@ use std::time::Instant;
 use procfs_core::net::InterfaceDeviceStatus;
 use procfs_core::{FromRead, ProcError};
 
+use serde::Deserialize;
+
 use super::filter::NameFilter;
+use super::CollectorSection;
 use super::{rate_per_second, read_parsed, CollectError, Collector, Tick};
-use crate::config::NetworkConfig;
+use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
 
@@ -111,6 +114,47 @@ pub fn network_readings(
             tx,
         ),
     ]
+}
+
+/// Network throughput per interface.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Collect this.
+    pub enabled: bool,
+    /// Only interfaces matching one of these globs (empty: all).
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub interfaces_include: Vec<String>,
+    /// Interfaces matching one of these globs are left out.
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub interfaces_exclude: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            enabled: true,
+            interfaces_include: vec![],
+            interfaces_exclude: [
+                "lo", "veth*", "podman*", "cni*", "docker*", "br-*", "virbr*", "vnet*", "flannel*", "cali*",
+                "kube-*", "ifb*", "dummy*",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl CollectorSection for NetworkConfig {
+    fn validate(&self, key: &str) -> Result<(), crate::error::ConfigError> {
+        check_globs(&format!("{key}.interfaces_include"), &self.interfaces_include)?;
+        check_globs(&format!("{key}.interfaces_exclude"), &self.interfaces_exclude)
+    }
+
+    fn build(&self, cx: &Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(NetworkCollector::new(cx.paths.clone(), self)) as Box<dyn super::Collector>)
+    }
 }
 
 #[cfg(test)]

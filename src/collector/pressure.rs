@@ -110,6 +110,27 @@ pub fn pressure_readings(key_part: &str, label: &str, p: &Pressure) -> Vec<Readi
     out
 }
 
+/// Pressure stall information (`[collectors.pressure]`): nothing to set but on/off.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PressureConfig {
+    /// Collect this.
+    pub enabled: bool,
+}
+
+impl Default for PressureConfig {
+    fn default() -> Self {
+        PressureConfig { enabled: true }
+    }
+}
+
+impl super::CollectorSection for PressureConfig {
+    fn build(&self, cx: &crate::context::Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(PressureCollector::new(cx.paths.clone())) as Box<dyn super::Collector>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

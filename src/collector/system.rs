@@ -110,6 +110,27 @@ fn is_pid(name: &OsStr) -> bool {
     !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit)
 }
 
+/// Uptime, boot time and processes (`[collectors.system]`): nothing to set but on/off.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Collect this.
+    pub enabled: bool,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig { enabled: true }
+    }
+}
+
+impl super::CollectorSection for SystemConfig {
+    fn build(&self, cx: &crate::context::Context) -> Option<Box<dyn super::Collector>> {
+        self.enabled
+            .then(|| Box::new(SystemCollector::new(cx.paths.clone())) as Box<dyn super::Collector>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use super::model::{
     count, cpu_percent, parse_docker_stats, parse_libpod_stats, parse_list, Container, Counts, Sample, STATES,
 };
 use super::{ApiChoice, ContainersConfig};
+use crate::availability::{without_values, Latch};
 use crate::reading::{key, Kind, Reading, Value};
 use crate::source::{wire, SourceContext, SourceState, Spawnable};
 
@@ -96,7 +97,7 @@ pub struct ContainersSource {
     /// its absence is a failure rather than "nothing here".
     present: bool,
     /// The failure has been logged; cleared (and logged) on recovery.
-    failing: bool,
+    failing: Latch,
     /// The entities of the last good cycle, shown without values while failing.
     last: Vec<Reading>,
     /// The previous stats sample per container id, for CPU %.
@@ -118,7 +119,7 @@ impl ContainersSource {
             stats: cfg.stats,
             selection: Selection::new(&cfg.include, &cfg.label),
             engine: None,
-            failing: false,
+            failing: Latch::default(),
             last: Vec::new(),
             samples: HashMap::new(),
         }
@@ -147,9 +148,8 @@ impl ContainersSource {
         let result = self.poll().await;
         let state = match result {
             Ok(readings) => {
-                if self.failing {
+                if self.failing.recover() {
                     tracing::info!(socket = %self.socket_shown(), "container engine answering again");
-                    self.failing = false;
                 }
                 self.present = true;
                 self.last.clone_from(&readings);
@@ -167,7 +167,7 @@ impl ContainersSource {
             Err(failure) => {
                 self.engine = None;
                 self.samples.clear();
-                if !self.failing {
+                if self.failing.fail() {
                     let error = match failure {
                         Failure::Absent => format!(
                             "no container engine socket at any of {}",
@@ -190,7 +190,6 @@ impl ContainersSource {
                         Failure::Engine(e) => e.to_string(),
                     };
                     tracing::warn!(%error, "container engine not answering; container entities are unavailable until it does");
-                    self.failing = true;
                 }
                 self.unavailable()
             }
@@ -218,13 +217,7 @@ impl ContainersSource {
         let readings = if self.last.is_empty() {
             host_readings(None)
         } else {
-            self.last
-                .iter()
-                .map(|r| Reading {
-                    value: Value::Missing,
-                    ..r.clone()
-                })
-                .collect()
+            without_values(&self.last)
         };
         SourceState {
             available: false,
@@ -570,7 +563,7 @@ mod tests {
         let state = s.cycle().await;
         assert!(state.readings.is_empty());
         assert!(state.available, "nothing here is nothing broken");
-        assert!(!s.failing);
+        assert!(!s.failing.is_failing());
     }
 
     #[tokio::test]
@@ -587,8 +580,8 @@ mod tests {
         let state = s.cycle().await;
         assert!(!state.available);
         assert_eq!(state.readings, host_readings(None));
-        assert!(s.failing, "logged once");
+        assert!(s.failing.is_failing(), "logged once");
         s.cycle().await;
-        assert!(s.failing);
+        assert!(s.failing.is_failing());
     }
 }

@@ -22,10 +22,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
-use tokio::sync::mpsc;
+use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::context::{check_globs, Context};
+use crate::error::ConfigError;
 use crate::source::Spawnable;
 
 pub mod containers;
@@ -65,7 +65,7 @@ pub struct ContainersConfig {
     pub timeout: Duration,
     /// Per-container entities (state, health, CPU, memory) for containers
     /// whose name matches one of these globs. From the environment: comma-separated.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    #[serde(deserialize_with = "crate::context::comma_list")]
     pub include: Vec<String>,
     /// …and for containers carrying this label: `name=value`, or `name`
     /// for any value. Empty: none by label.
@@ -153,102 +153,73 @@ impl Default for UpdatesConfig {
     }
 }
 
-/// A list from the TOML file, or one comma-separated string from the
-/// environment (`HOST2MQTT__CONTAINERS__INCLUDE="web*,db"`).
-fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        List(Vec<String>),
-        One(String),
-    }
-    Ok(match Either::deserialize(d)? {
-        Either::List(v) => v,
-        Either::One(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-    })
-}
-
-/// Checks `[containers]`, naming the key.
-pub fn validate(c: &ContainersConfig) -> Result<(), ConfigError> {
-    let key = |k: &str, m: String| ConfigError::Key {
-        key: k.into(),
-        message: m,
-    };
-    for g in &c.include {
-        glob::Pattern::new(g).map_err(|e| {
-            key(
-                "containers.include",
-                format!("expected glob patterns; {g:?}: {e}"),
-            )
-        })?;
-    }
-    if c.timeout < Duration::from_millis(100) {
-        return Err(key(
-            "containers.timeout",
-            "expected a duration of at least 100ms, such as \"5s\"".into(),
-        ));
-    }
-    if c.label.starts_with('=') {
-        return Err(key("containers.label", "expected `name=value` or `name`".into()));
-    }
-    let u = &c.updates;
-    if u.interval < Duration::from_secs(60) {
-        return Err(key(
-            "containers.updates.interval",
-            "expected a duration of at least 1m (it queries registries), such as \"6h\"".into(),
-        ));
-    }
-    for (k, d) in [
-        ("containers.updates.timeout", u.timeout),
-        ("containers.updates.apply_timeout", u.apply_timeout),
-        ("containers.updates.file_max_age", u.file_max_age),
-    ] {
-        if d < Duration::from_secs(1) {
-            return Err(key(k, "expected a duration of at least 1s".into()));
+impl ContainersConfig {
+    /// Checks `[containers]`; errors name full dotted keys under `key`.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        check_globs(&k("include"), &self.include)?;
+        if self.timeout < Duration::from_millis(100) {
+            return Err(ConfigError::key(
+                k("timeout"),
+                "expected a duration of at least 100ms, such as \"5s\"",
+            ));
         }
+        if self.label.starts_with('=') {
+            return Err(ConfigError::key(k("label"), "expected `name=value` or `name`"));
+        }
+        let u = &self.updates;
+        if u.interval < Duration::from_secs(60) {
+            return Err(ConfigError::key(
+                k("updates.interval"),
+                "expected a duration of at least 1m (it queries registries), such as \"6h\"",
+            ));
+        }
+        for (field, d) in [
+            ("updates.timeout", u.timeout),
+            ("updates.apply_timeout", u.apply_timeout),
+            ("updates.file_max_age", u.file_max_age),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(ConfigError::key(k(field), "expected a duration of at least 1s"));
+            }
+        }
+        if u.source == UpdatesFrom::Command && u.command.as_os_str().is_empty() {
+            return Err(ConfigError::key(
+                k("updates.command"),
+                "expected the podman program, such as \"podman\"",
+            ));
+        }
+        if u.source == UpdatesFrom::File && u.file.as_os_str().is_empty() {
+            return Err(ConfigError::key(
+                k("updates.file"),
+                "expected the path of the JSON file the host-side timer writes (source = \"file\")",
+            ));
+        }
+        if u.apply_from_ha && u.source != UpdatesFrom::Command {
+            return Err(ConfigError::key(
+                k("updates.apply_from_ha"),
+                "expected source = \"command\": only an agent that runs podman itself can apply updates",
+            ));
+        }
+        Ok(())
     }
-    if u.source == UpdatesFrom::Command && u.command.as_os_str().is_empty() {
-        return Err(key(
-            "containers.updates.command",
-            "expected the podman program, such as \"podman\"".into(),
-        ));
-    }
-    if u.source == UpdatesFrom::File && u.file.as_os_str().is_empty() {
-        return Err(key(
-            "containers.updates.file",
-            "expected the path of the JSON file the host-side timer writes (source = \"file\")".into(),
-        ));
-    }
-    if u.apply_from_ha && u.source != UpdatesFrom::Command {
-        return Err(key(
-            "containers.updates.apply_from_ha",
-            "expected source = \"command\": only an agent that runs podman itself can apply updates".into(),
-        ));
-    }
-    Ok(())
-}
 
-/// The sources `[containers]` enables, wired to `poke`.
-pub fn sources(cfg: &crate::config::Config, poke: &mpsc::Sender<()>) -> Vec<Spawnable> {
-    let c = &cfg.containers;
-    let mut out = Vec::new();
-    if c.enabled {
-        out.push(containers::spawnable(c, cfg.interval, poke.clone()));
+    /// The sources `[containers]` enables.
+    pub fn build(&self, cx: &Context) -> Vec<Spawnable> {
+        let mut out = Vec::new();
+        if self.enabled {
+            out.push(containers::spawnable(self, cx.interval, cx.poke.clone()));
+        }
+        if self.updates.source != UpdatesFrom::Off {
+            out.push(updates::spawnable(&self.updates, cx.interval, cx.poke.clone()));
+        }
+        out
     }
-    if c.updates.source != UpdatesFrom::Off {
-        out.push(updates::spawnable(&c.updates, cfg.interval, poke.clone()));
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::load_str as load;
+    use crate::wiring::testing::load_str as load;
 
     #[test]
     fn include_globs_come_from_a_list_or_a_comma_separated_environment_value() {

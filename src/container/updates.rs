@@ -19,6 +19,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::runner::{Output, Runner};
 use super::{UpdatesConfig, UpdatesFrom};
+use crate::availability::Latch;
 use crate::reading::{key, Kind, Reading, Update, Value};
 use crate::source::{wire, SourceContext, SourceState, Spawnable};
 
@@ -340,6 +341,8 @@ pub struct UpdatesSource {
     check: Option<Check>,
     /// Why the latest check failed, while it does.
     error: Option<String>,
+    /// Logs a failing check once, and its recovery once.
+    health: Latch,
     /// An apply run (and the check after it) is under way.
     in_progress: bool,
     /// The outcome of the last apply run, shown as an attribute.
@@ -376,6 +379,7 @@ impl UpdatesSource {
             apply: cfg.apply_from_ha.then_some(cfg.apply_timeout),
             check: None,
             error: None,
+            health: Latch::default(),
             in_progress: false,
             last_apply: None,
         }
@@ -405,7 +409,8 @@ impl UpdatesSource {
         match result {
             None => {}
             Some(Ok(check)) => {
-                if let Some(was) = self.error.take() {
+                let was = self.error.take().unwrap_or_default();
+                if self.health.recover() {
                     tracing::info!(previous_error = %was, "container update check works again");
                 }
                 tracing::info!(
@@ -417,7 +422,7 @@ impl UpdatesSource {
                 self.check = Some(check);
             }
             Some(Err(e)) => {
-                if self.error.is_none() {
+                if self.health.fail() {
                     tracing::warn!(error = %e, "container update check failed; update entities are unavailable until it works");
                 }
                 self.error = Some(e);

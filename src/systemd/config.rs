@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// systemd's managers over D-Bus, and the pending-reboot sensor.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,10 +52,12 @@ pub struct SystemManagerConfig {
     /// names (`nginx.service`) or globs (`container-*.service`). A glob
     /// matches the units systemd has loaded; a name is looked up even when
     /// stopped.
+    #[serde(deserialize_with = "crate::context::comma_list")]
     pub watch: Vec<String>,
     /// Watched units (names or globs) that get a "Restart" button in Home
     /// Assistant. Empty: no buttons. Nothing outside this list can be
     /// restarted through host2mqtt.
+    #[serde(deserialize_with = "crate::context::comma_list")]
     pub restart: Vec<String>,
 }
 
@@ -81,8 +83,10 @@ pub struct UserManagerConfig {
     /// else `$XDG_RUNTIME_DIR/bus`.
     pub address: String,
     /// Units (names or globs) that get entities of their own.
+    #[serde(deserialize_with = "crate::context::comma_list")]
     pub watch: Vec<String>,
     /// Watched units (names or globs) that get a "Restart" button.
+    #[serde(deserialize_with = "crate::context::comma_list")]
     pub restart: Vec<String>,
 }
 
@@ -199,24 +203,25 @@ impl ManagerKind {
 }
 
 impl SystemdConfig {
-    /// Checks the section; errors name the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the section; errors name full dotted keys under `key` (`systemd`).
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let section = key;
         let key = |k: String, m: String| ConfigError::Key { key: k, message: m };
         if self.timeout < Duration::from_millis(100) {
             return Err(key(
-                "systemd.timeout".into(),
+                format!("{section}.timeout"),
                 "expected a duration of at least 100ms, such as \"5s\"".into(),
             ));
         }
         if self.reconnect_max < Duration::from_secs(1) {
             return Err(key(
-                "systemd.reconnect_max".into(),
+                format!("{section}.reconnect_max"),
                 "expected a duration of at least 1s".into(),
             ));
         }
         for kind in [ManagerKind::System, ManagerKind::User] {
             let m = self.manager(kind);
-            let table = format!("systemd.{}", kind.word());
+            let table = format!("{section}.{}", kind.word());
             if !m.address.is_empty() {
                 zbus::Address::try_from(m.address).map_err(|e| {
                     key(
@@ -333,23 +338,26 @@ mod tests {
     #[test]
     fn validation_names_the_key_of_a_bad_address_pattern_or_restart_list() {
         let mut c = SystemdConfig::default();
-        assert!(c.validate().is_ok());
+        assert!(c.validate("systemd").is_ok());
         c.user.address = "nonsense".into();
-        let e = c.validate().expect_err("bad address").to_string();
+        let e = c.validate("systemd").expect_err("bad address").to_string();
         assert!(e.contains("systemd.user.address"), "{e}");
 
         let mut c = SystemdConfig::default();
         c.system.watch = vec!["a b.service".into()];
-        let e = c.validate().expect_err("bad name").to_string();
+        let e = c.validate("systemd").expect_err("bad name").to_string();
         assert!(e.contains("systemd.system.watch"), "{e}");
 
         let mut c = SystemdConfig::default();
         c.system.watch = vec!["[.service".into()];
-        assert!(c.validate().is_err(), "a glob that does not compile");
+        assert!(c.validate("systemd").is_err(), "a glob that does not compile");
 
         let mut c = SystemdConfig::default();
         c.system.restart = vec!["nginx.service".into()];
-        let e = c.validate().expect_err("restart without watch").to_string();
+        let e = c
+            .validate("systemd")
+            .expect_err("restart without watch")
+            .to_string();
         assert!(e.contains("systemd.system.restart"), "{e}");
     }
 

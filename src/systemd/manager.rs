@@ -16,6 +16,8 @@ use super::bus::{Bus, BusError};
 use super::config::{is_glob, ManagerKind, SystemdConfig};
 use super::units::{watched_units, without_values, Layout, Snapshot};
 use super::Outlet;
+use crate::availability::Latch;
+use crate::backoff::Backoff;
 use crate::reading::Reading;
 use crate::source::{self, SourceContext, SourceState, Spawnable};
 
@@ -27,7 +29,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// host; with [`SETTLE`], the longest a change waits is about 0.6 s.
 const MIN_GAP: Duration = Duration::from_millis(500);
 
-/// First reconnect delay; it doubles up to `systemd.reconnect_max`.
+/// First reconnect delay; it doubles up to `systemd.reconnect_max`
+/// (with the same [`Backoff`] as the MQTT session).
 const RECONNECT_MIN: Duration = Duration::from_secs(1);
 
 /// One systemd manager, ready to run.
@@ -114,14 +117,18 @@ impl ManagerSource {
         }
         let mut health = Health::new(name);
         let mut last = self.layout.initial();
-        let mut delay = RECONNECT_MIN;
+        let backoff = Backoff {
+            min: RECONNECT_MIN,
+            max: self.reconnect_max,
+        };
+        let mut failures: u32 = 0;
         loop {
             let error = match &self.address {
                 None => BusError::NoAddress {
                     manager: self.kind.word(),
                 },
                 Some(address) => match self
-                    .session(address, &mut out, &mut last, &mut health, &mut delay)
+                    .session(address, &mut out, &mut last, &mut health, &mut failures)
                     .await
                 {
                     Err(e) => e,
@@ -137,8 +144,7 @@ impl ManagerSource {
                 },
                 true,
             );
-            let jittered = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
-            let until = Instant::now() + jittered;
+            let until = Instant::now() + backoff.next_delay(failures);
             loop {
                 tokio::select! {
                     _ = sleep_until(until) => break,
@@ -147,7 +153,7 @@ impl ManagerSource {
                     }
                 }
             }
-            delay = (delay * 2).min(self.reconnect_max);
+            failures = failures.saturating_add(1);
         }
     }
 
@@ -158,7 +164,7 @@ impl ManagerSource {
         out: &mut Outlet,
         last: &mut Vec<Reading>,
         health: &mut Health,
-        delay: &mut Duration,
+        failures: &mut u32,
     ) -> Result<Infallible, BusError> {
         let bus = Bus::connect(address, self.timeout).await?;
         // Signals are drained by a task of their own: zbus stops reading
@@ -175,7 +181,7 @@ impl ManagerSource {
         bus.subscribe().await?;
         let mut snap = self.snapshot(&bus, health).await?;
         health.up(address);
-        *delay = RECONNECT_MIN;
+        *failures = 0;
         self.publish(&snap, out, last, true);
         let mut last_snapshot = Instant::now();
         let far = || Instant::now() + Duration::from_secs(86400 * 365);
@@ -328,7 +334,7 @@ struct Health {
     /// The source's name.
     source: &'static str,
     /// Whether the last attempt failed (and was logged).
-    down: bool,
+    down: Latch,
     /// Whether it ever answered.
     seen: bool,
     /// Whether a missing restart count was logged already.
@@ -339,28 +345,26 @@ impl Health {
     fn new(source: &'static str) -> Self {
         Health {
             source,
-            down: false,
+            down: Latch::default(),
             seen: false,
             noted_restarts: false,
         }
     }
 
     fn down(&mut self, error: &BusError) {
-        if self.down {
-            tracing::debug!(source = self.source, %error, "systemd still unreachable");
-        } else {
+        if self.down.fail() {
             tracing::warn!(source = self.source, %error, "systemd unreachable; its entities are unavailable until it answers");
-            self.down = true;
+        } else {
+            tracing::debug!(source = self.source, %error, "systemd still unreachable");
         }
     }
 
     fn up(&mut self, address: &str) {
-        if self.down {
+        if self.down.recover() {
             tracing::info!(source = self.source, address, "systemd reachable again");
         } else if !self.seen {
             tracing::info!(source = self.source, address, "connected to systemd");
         }
-        self.down = false;
         self.seen = true;
     }
 

@@ -19,6 +19,7 @@
 
 use tokio::sync::mpsc;
 
+use crate::context::Context;
 use crate::source::{SourceContext, SourceState, Spawnable};
 
 pub mod bus;
@@ -29,48 +30,42 @@ pub mod units;
 
 pub use config::SystemdConfig;
 
-/// Every systemd source the config enables, in a fixed order: system
-/// manager, user manager, reboot sensor.
-pub fn sources(cfg: &crate::config::Config, poke: &mpsc::Sender<()>) -> Vec<Spawnable> {
-    let env = |name: &str| std::env::var(name).ok();
-    let mut out = Vec::new();
-    for kind in [config::ManagerKind::System, config::ManagerKind::User] {
-        if cfg.systemd.manager(kind).enabled {
+impl SystemdConfig {
+    /// Every systemd source the section enables, in a fixed order: system
+    /// manager, user manager, reboot sensor.
+    pub fn build(&self, cx: &Context) -> Vec<Spawnable> {
+        let mut out = Vec::new();
+        for kind in [config::ManagerKind::System, config::ManagerKind::User] {
+            if self.manager(kind).enabled {
+                out.push(
+                    manager::ManagerSource::new(kind, self, cx.interval, cx.env).spawnable(cx.poke.clone()),
+                );
+            }
+        }
+        if self.reboot.enabled {
             out.push(
-                manager::ManagerSource::new(kind, &cfg.systemd, cfg.interval, env).spawnable(poke.clone()),
+                reboot::RebootSource::new(&cx.paths, cx.interval, self.timeout, &self.system.address, cx.env)
+                    .spawnable(cx.poke.clone()),
             );
         }
+        out
     }
-    if cfg.systemd.reboot.enabled {
-        out.push(reboot::RebootSource::new(cfg, env).spawnable(poke.clone()));
-    }
-    out
 }
 
-/// A source's way out: the first state always wakes the agent (`check`
-/// waits for it, even when it equals the initial state), later ones only
-/// when they changed.
+/// A source's way out (the first-answer rule lives in
+/// [`SourceContext::publish`]).
 struct Outlet {
     /// The source's context.
     ctx: SourceContext,
-    /// Nothing published yet.
-    first: bool,
 }
 
 impl Outlet {
     fn new(ctx: SourceContext) -> Self {
-        Outlet { ctx, first: true }
+        Outlet { ctx }
     }
 
     fn publish(&mut self, state: SourceState, urgent: bool) {
-        if std::mem::take(&mut self.first) {
-            self.ctx.state.send_replace(state);
-            if urgent {
-                let _ = self.ctx.poke.try_send(());
-            }
-        } else {
-            self.ctx.publish(state, urgent);
-        }
+        self.ctx.publish(state, urgent);
     }
 
     fn commands(&mut self) -> &mut mpsc::Receiver<String> {

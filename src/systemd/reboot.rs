@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::bus::{Bus, BusError, UpdateEngineStatus};
 use super::config::ManagerKind;
 use super::Outlet;
+use crate::availability::Latch;
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading, Value};
 use crate::source::{self, SourceContext, SourceState, Spawnable};
@@ -137,18 +138,24 @@ pub struct RebootSource {
 }
 
 impl RebootSource {
-    /// The source for this config; update_engine is asked only where its
-    /// D-Bus policy file shows it is installed.
-    pub fn new(cfg: &crate::config::Config, env: impl Fn(&str) -> Option<String>) -> Self {
-        let paths = cfg.host_paths();
+    /// The source reading the host at `paths` every `every`; update_engine
+    /// (on the system bus, `system_bus` as configured) is asked only where
+    /// its D-Bus policy file shows it is installed.
+    pub fn new(
+        paths: &HostPaths,
+        every: Duration,
+        timeout: Duration,
+        system_bus: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
         let installed = paths.root(UPDATE_ENGINE_POLICY).exists();
         RebootSource {
             update_engine: installed
-                .then(|| ManagerKind::System.address(&cfg.systemd.system.address, env))
+                .then(|| ManagerKind::System.address(system_bus, env))
                 .flatten(),
-            paths,
-            every: cfg.interval,
-            timeout: cfg.systemd.timeout,
+            paths: paths.clone(),
+            every,
+            timeout,
         }
     }
 
@@ -166,23 +173,24 @@ impl RebootSource {
     async fn run(self, ctx: SourceContext) {
         let mut out = Outlet::new(ctx);
         let mut bus: Option<Bus> = None;
-        let mut engine_down = false;
-        let mut files_down = false;
+        let mut engine_health = Latch::default();
+        let mut files_health = Latch::default();
         loop {
             let files = check_files(&self.paths);
-            match (&files, files_down) {
-                (Err(error), false) => {
+            match &files {
+                Err(error) if files_health.fail() => {
                     tracing::warn!(source = SOURCE, path = %self.paths.root("/run").display(), %error, "cannot read the host's /run; reboot required is unknown");
-                    files_down = true;
                 }
-                (Ok(_), true) => {
+                Ok(_) if files_health.recover() => {
                     tracing::info!(source = SOURCE, "the host's /run is readable again");
-                    files_down = false;
                 }
                 _ => {}
             }
             let engine = match &self.update_engine {
-                Some(address) => Some(self.ask_update_engine(address, &mut bus, &mut engine_down).await),
+                Some(address) => Some(
+                    self.ask_update_engine(address, &mut bus, &mut engine_health)
+                        .await,
+                ),
                 None => None,
             };
             let (available, reading) = reboot_reading(&files, engine.as_ref());
@@ -203,7 +211,7 @@ impl RebootSource {
         &self,
         address: &str,
         bus: &mut Option<Bus>,
-        down: &mut bool,
+        health: &mut Latch,
     ) -> Result<UpdateEngineStatus, BusError> {
         let result = async {
             if bus.is_none() {
@@ -217,14 +225,12 @@ impl RebootSource {
             }
         }
         .await;
-        match (&result, *down) {
-            (Err(error), false) => {
+        match &result {
+            Err(error) if health.fail() => {
                 tracing::warn!(source = SOURCE, %error, "cannot ask update_engine; reboot required is unknown unless a file says so");
-                *down = true;
             }
-            (Ok(_), true) => {
+            Ok(_) if health.recover() => {
                 tracing::info!(source = SOURCE, address, "update_engine answers again");
-                *down = false;
             }
             _ => {}
         }

@@ -227,17 +227,8 @@ impl Layout {
     }
 }
 
-/// The same entities with no values: what HA keeps (shown unavailable)
-/// while the bus is out of reach.
-pub fn without_values(readings: &[Reading]) -> Vec<Reading> {
-    readings
-        .iter()
-        .map(|r| Reading {
-            value: Value::Missing,
-            ..r.clone()
-        })
-        .collect()
-}
+/// The same entities with no values (the one rule, in [`crate::availability`]).
+pub use crate::availability::without_values;
 
 #[cfg(test)]
 mod tests {

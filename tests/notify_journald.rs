@@ -1,4 +1,4 @@
-//! systemd integration without systemd: the test listens on its own
+//! sd_notify and journald (not `src/systemd`, which is D-Bus): the test listens on its own
 //! NOTIFY_SOCKET, and plays journald by handing the agent a JOURNAL_STREAM
 //! that names the agent's stderr.
 

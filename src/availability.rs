@@ -1,0 +1,107 @@
+//! The one availability rule, shared by every collector and source:
+//!
+//! * a part of the host that cannot be read is logged once when it fails
+//!   and once when it recovers ([`Latch`]), however many cycles it stays
+//!   down;
+//! * its entities stay, shown without a value ([`without_values`],
+//!   [`LastGood`]), so Home Assistant never deletes and re-adds them;
+//! * a source's first answer always counts as news, even when it equals
+//!   the initial state (see [`crate::source::SourceContext::publish`]), so
+//!   nobody waits for an answer that already came.
+
+use crate::reading::{Reading, Value};
+
+/// "Log the failure once and the recovery once."
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latch {
+    /// A failure has been reported and no success since.
+    failing: bool,
+}
+
+impl Latch {
+    /// Records a failure. True only for the first one in a row: the caller
+    /// logs then (at warn), and at most debug afterwards.
+    #[must_use]
+    pub fn fail(&mut self) -> bool {
+        !std::mem::replace(&mut self.failing, true)
+    }
+
+    /// Records a success. True when it ends a failure: the caller logs the
+    /// recovery then.
+    #[must_use]
+    pub fn recover(&mut self) -> bool {
+        std::mem::replace(&mut self.failing, false)
+    }
+
+    /// Whether the last outcome was a failure.
+    pub fn is_failing(&self) -> bool {
+        self.failing
+    }
+}
+
+/// The same entities with no values: what HA keeps (shown unavailable)
+/// while their source cannot be read.
+pub fn without_values(readings: &[Reading]) -> Vec<Reading> {
+    readings
+        .iter()
+        .map(|r| Reading {
+            value: Value::Missing,
+            ..r.clone()
+        })
+        .collect()
+}
+
+/// The readings of the last good cycle, to be shown without values while
+/// the part of the host they come from fails.
+#[derive(Debug, Clone, Default)]
+pub struct LastGood {
+    /// The last good readings.
+    readings: Vec<Reading>,
+}
+
+impl LastGood {
+    /// Remembers a good cycle's readings.
+    pub fn keep(&mut self, readings: &[Reading]) {
+        self.readings.clear();
+        self.readings.extend_from_slice(readings);
+    }
+
+    /// The last good entities, without values.
+    pub fn without_values(&self) -> Vec<Reading> {
+        without_values(&self.readings)
+    }
+
+    /// Whether there was no good cycle yet.
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::Kind;
+
+    #[test]
+    fn latch_reports_the_first_failure_and_the_recovery_once() {
+        let mut latch = Latch::default();
+        assert!(!latch.recover(), "no recovery without a failure");
+        assert!(latch.fail());
+        assert!(!latch.fail(), "the second failure in a row is not news");
+        assert!(latch.is_failing());
+        assert!(latch.recover());
+        assert!(!latch.recover());
+        assert!(latch.fail(), "a new failure is news again");
+    }
+
+    #[test]
+    fn last_good_keeps_every_entity_without_its_value() {
+        let mut last = LastGood::default();
+        assert!(last.is_empty());
+        last.keep(&[Reading::new("k", "K", Kind::Count, 3u64)]);
+        let blank = last.without_values();
+        assert_eq!(blank.len(), 1);
+        assert_eq!(blank[0].key, "k");
+        assert_eq!(blank[0].value, Value::Missing);
+    }
+}
