@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container image, run the way units/host2mqtt.container runs it.
 #
-# 1. Builds the static binary (build-static.sh) and the image from
+# 1. Builds the static binary (packaging/build.sh bin) and the image from
 #    Containerfile with Podman (FROM scratch: nothing is pulled), and checks
 #    it: its size, a numeric non-root USER, nothing in it but the binary and
 #    the CA roots.
@@ -58,20 +58,21 @@ PASSWORD="pw-$RANDOM$RANDOM"
 # --- 1. binary and image ---------------------------------------------------
 if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
   BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
-  (cd "$PROJECT" && ARCHES=none tests/deploy/build-static.sh >/dev/null 2>&1) # the CA bundle only
 else
-  log "building the static binary (tests/deploy/build-static.sh)"
-  out=$(cd "$PROJECT" && INSTALL=1 tests/deploy/build-static.sh 2>&1) || { fail "static build" "$out"; exit 1; }
+  log "building the static binary (packaging/build.sh bin)"
+  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
   printf '%s\n' "$out" | indent
-  BIN=$PROJECT/target/static/amd64/host2mqtt
+  BIN=$PROJECT/dist/host2mqtt-x86_64
 fi
+# The image's CA roots, as packaging/build.sh stages them.
+cat /usr/share/ca-certificates/mozilla/*.crt >"$WORK/ca-certificates.crt"
 check "the binary is static" bash -c "file -b '$BIN' | grep -qE 'static(-pie)? linked'"
 
 # A build context with just what the Containerfile copies.
 CTX=$WORK/ctx
-mkdir -p "$CTX/target/static/amd64"
-cp "$BIN" "$CTX/target/static/amd64/host2mqtt"
-cp "$PROJECT/target/static/ca-certificates.crt" "$CTX/target/static/"
+mkdir -p "$CTX/dist/oci/amd64"
+cp "$BIN" "$CTX/dist/oci/amd64/host2mqtt"
+cp "$WORK/ca-certificates.crt" "$CTX/dist/oci/"
 log "podman build -f Containerfile -t $TEST_IMAGE"
 if ! out=$(podman build --layers=false -q -f "$PROJECT/Containerfile" -t "$TEST_IMAGE" "$CTX" 2>&1); then
   fail "podman build" "$out"
