@@ -45,7 +45,9 @@ need busybox busybox-static
 need python3 python3
 need file file
 
-MODES=${DEPLOY_MODES:-root rootless}
+# The Quadlet is a user unit (UserNS=keep-id, User=%U): rootless only by
+# default; DEPLOY_MODES=root runs root podman with keep-id dropped.
+MODES=${DEPLOY_MODES:-rootless}
 RUSER=${DEPLOY_USER:-h2m-deploy}
 WORK=$(mktemp -d /tmp/h2m-container.XXXXXX)
 chmod 755 "$WORK"
@@ -173,6 +175,8 @@ adapt() {
       keep-id*) if [ "$mode" = root ]; then unset 'OPTS[-1]'; continue; fi ;; # "--userns" before it
     esac
     a=${a//%t/$rt}
+    a=${a//%h/$(getent passwd "$RUSER" | cut -d: -f6)}
+    if [ "$mode" = root ]; then a=${a//%U/0}; a=${a//%G/0}; else a=${a//%U/$(id -u "$RUSER")}; a=${a//%G/$(id -g "$RUSER")}; fi
     a=${a/#HOST2MQTT__MQTT__HOST=*/HOST2MQTT__MQTT__HOST=127.0.0.1}
     a=${a/#HOST2MQTT__MQTT__USERNAME=*/HOST2MQTT__MQTT__USERNAME=$NODE}
     OPTS+=("$a")
@@ -264,7 +268,7 @@ EOF
 
 # run_mode MODE: the agent container as root or rootless, checked from outside.
 run_mode() {
-  local mode=$1 as=() rt name=h2m-deploy-$1-$$ pid capture=$WORK/capture-$1 probe uid
+  local mode=$1 as=() rt name=h2m-deploy-$1-$$ pid capture=$WORK/capture-$1 probe uid gid
   if [ "$mode" = rootless ]; then
     if ! id "$RUSER" >/dev/null 2>&1; then
       log "creating the rootless test user $RUSER (useradd gives it subuids)"
@@ -275,7 +279,7 @@ run_mode() {
     # the first one it used in its database and keeps using it.
     rt=$(rootless_rt)
     as=($(as_user "$rt"))
-    uid=$(id -u "$RUSER")
+    uid=$(id -u "$RUSER") gid=$(id -g "$RUSER")
     if [[ $(cd / && "${as[@]}" podman info --format '{{.Store.RunRoot}}' 2>/dev/null) != "$rt"/* ]]; then
       log "[$mode] resetting $RUSER's podman storage (it was set up with another runtime directory)"
       (cd / && "${as[@]}" podman system reset -f >/dev/null 2>&1)
@@ -305,7 +309,7 @@ run_mode() {
     rt=$WORK/rt-$mode
     mkdir -p "$rt/podman"
     python3 -c "import socket; [socket.socket(socket.AF_UNIX).bind(p) for p in ('$rt/podman/podman.sock', '$rt/bus')]"
-    uid=65532
+    uid=0 gid=0
   fi
   local secret=$SECRET_NAME
   [ "$mode" = root ] && secret=h2m-deploy-test-pw-$$ # root's store is shared with others
@@ -344,7 +348,7 @@ run_mode() {
   check "[$mode] the host's UTS namespace (its host name)" test "$(readlink "/proc/$pid/ns/uts")" = "$(readlink /proc/$$/ns/uts)"
   local insp
   insp=$(cd / && "${as[@]}" podman inspect --format '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.NetworkMode}} {{len .HostConfig.PortBindings}} {{.Config.User}} {{.HostConfig.CapDrop}}' "$name")
-  check "[$mode] podman inspect: read-only, host network, no ports, user 65532 ($insp)" bash -c "[[ '$insp' == 'true host 0 65532:65532 '* ]]"
+  check "[$mode] podman inspect: read-only, host network, no ports, user $uid:$gid ($insp)" bash -c "[[ '$insp' == 'true host 0 $uid:$gid '* ]]"
   log "[$mode] podman top: $(cd / && "${as[@]}" podman top "$name" user huser args | tail -1 | tr -s ' ')"
 
   # The probe: same options, busybox instead of the agent.
@@ -361,18 +365,18 @@ run_mode() {
     $B touch /host/root/tmp/h2m-probe 2>/dev/null && echo "hostroot=writable" || echo "hostroot=read-only"
     echo "secret=$($B cat '"$SECRET_TARGET"' 2>&1)"
     [ -r /host/proc/1/mountinfo ] && $B head -1 /host/proc/1/mountinfo >/dev/null && echo "mountinfo1=readable" || echo "mountinfo1=unreadable"
-    [ -w /run/host/podman.sock ] && echo "podman_sock=usable" || echo "podman_sock=denied"
-    [ -w /run/host/bus ] && echo "bus=usable" || echo "bus=denied"
+    [ -w /host/root'"$rt"'/podman/podman.sock ] && echo "podman_sock=usable" || echo "podman_sock=denied"
+    [ -w /host/root'"$rt"'/bus ] && echo "bus=usable" || echo "bus=denied"
     echo "hostname=$($B hostname)"
   ' 2>&1)
   printf "%s\n" "$(printf "%s\n" "$probe" | tr "\n" " " | sed "s/$PASSWORD/<the password>/")" | indent
-  check "[$mode] probe: uid 65532 inside" grep -qx 'uid=65532' <<<"$probe"
+  check "[$mode] probe: uid $uid inside (the user's own)" grep -qx "uid=$uid" <<<"$probe"
   check "[$mode] probe: / and the host's / are read-only" bash -c "grep -qx 'rootfs=read-only' <<<\"\$1\" && grep -qx 'hostroot=read-only' <<<\"\$1\"" _ "$probe"
   check "[$mode] probe: the secret is readable at $SECRET_TARGET" grep -qx "secret=$PASSWORD" <<<"$probe"
   check "[$mode] probe: the host's /proc/1/mountinfo is readable (no fallback to self)" grep -qx 'mountinfo1=readable' <<<"$probe"
   check "[$mode] probe: the host name is the host's" grep -qx "hostname=$(cat /proc/sys/kernel/hostname)" <<<"$probe"
   if [ "$mode" = rootless ]; then
-    check "[$mode] probe: the user's Podman socket and bus are usable (keep-id maps 65532 to the user)" \
+    check "[$mode] probe: the user's Podman socket and bus are usable under the host's / (same uid inside)" \
       bash -c "grep -qx 'podman_sock=usable' <<<\"\$1\" && grep -qx 'bus=usable' <<<\"\$1\"" _ "$probe"
   fi
 
