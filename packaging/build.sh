@@ -169,6 +169,7 @@ if want sysext; then
     sed 's#^ExecStart=/usr/local/bin/host2mqtt#ExecStart=/usr/bin/host2mqtt#' units/host2mqtt.service \
       >"$root/usr/lib/systemd/system/host2mqtt.service"
     install -m 644 packaging/sysext/10-sysusers.conf "$root/usr/lib/systemd/system/host2mqtt.service.d/"
+    install -m 644 packaging/sysext/host2mqtt-sysusers.service "$root/usr/lib/systemd/system/"
     install -D -m 644 packaging/sysext/sysusers.conf "$root/usr/lib/sysusers.d/host2mqtt.conf"
     install -D -m 644 config/host2mqtt.toml "$root/usr/share/host2mqtt/host2mqtt.toml"
     install -D -m 644 /dev/null "$root/usr/lib/extension-release.d/extension-release.host2mqtt"

@@ -96,7 +96,7 @@ inside sh -ec "
 SUM=$(inside md5sum /etc/host2mqtt/host2mqtt.toml /etc/host2mqtt/mqtt-password)
 n=$(lines)
 check ".deb: systemctl restart returns at READY (active)" bash -c "podman exec $SYSD systemctl restart host2mqtt && podman exec $SYSD systemctl -q is-active host2mqtt"
-check ".deb: runs as host2mqtt" bash -c "[ \"\$(podman exec $SYSD ps -o user= -C host2mqtt)\" = host2mqtt ]"
+check ".deb: runs as host2mqtt" bash -c "podman exec $SYSD sh -c 'grep -q \"^Uid:[[:space:]]*\$(id -u host2mqtt)[[:space:]]\" /proc/\$(systemctl show -P MainPID host2mqtt)/status'"
 check ".deb: the device appears on the broker" published "$n" 30
 check "dpkg -r stops it" bash -c "podman exec $SYSD dpkg -r host2mqtt >/dev/null 2>&1 && ! podman exec $SYSD systemctl -q is-active host2mqtt"
 check "dpkg -r keeps the config and the password" test "$(inside md5sum /etc/host2mqtt/host2mqtt.toml /etc/host2mqtt/mqtt-password 2>&1)" = "$SUM"
@@ -123,4 +123,5 @@ check "sysext: systemctl start returns at READY (its user made by sysusers)" \
   bash -c "podman exec $SYSD systemctl daemon-reload && podman exec $SYSD systemctl start host2mqtt && podman exec $SYSD systemctl -q is-active host2mqtt &&
     podman exec $SYSD getent passwd host2mqtt >/dev/null"
 check "sysext: the device appears on the broker" published "$n" 30
+inside systemctl -q is-active host2mqtt || inside journalctl -u host2mqtt -u host2mqtt-sysusers --no-pager | tail -8 | indent
 check "sysext: unmerge takes the binary away" bash -c "podman exec $SYSD systemctl stop host2mqtt; podman exec $SYSD systemd-sysext unmerge >/dev/null && ! podman exec $SYSD test -e /usr/bin/host2mqtt"

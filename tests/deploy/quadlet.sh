@@ -67,10 +67,13 @@ fi
 id "$RUSER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$RUSER" || skip "cannot create $RUSER"
 grep -q "^$RUSER:" /etc/subuid || usermod --add-subuids 400000-465535 --add-subgids 400000-465535 "$RUSER"
 RUID=$(id -u "$RUSER") RGID=$(id -g "$RUSER") RHOME=$(getent passwd "$RUSER" | cut -d: -f6)
-RT=$WORK/rt # the user's runtime directory, %t
+# The user's runtime directory, %t: one that outlives this run (rootless
+# podman records the first it used in its database and keeps using it).
+RT=/tmp/h2m-quadlet-rt-$RUID
 mkdir -p "$RT/podman" && chown -R "$RUSER:" "$RT" && chmod 700 "$RT"
 AS=(setpriv --reuid="$RUSER" --regid="$RUSER" --init-groups env "XDG_RUNTIME_DIR=$RT" "CONTAINERS_CONF=$CONTAINERS_CONF" "HOME=$RHOME")
 as_user() { (cd / && "${AS[@]}" "$@"); }
+as_user podman rm -f -t 0 host2mqtt app >/dev/null 2>&1 # a run that was killed
 on_exit "stop_pid \$(cat $RT/libpod/tmp/pause.pid 2>/dev/null)"
 on_exit "stop_pid \$(cat $WORK/service.pid 2>/dev/null)"
 
@@ -182,7 +185,10 @@ wait_state() { # wait_state FILE JQ SECONDS: until the newest state satisfies JQ
 # TAG is "absent") and the agent, in the private /run namespace.
 start_agent() {
   local tag=$1 updates=$RHOME/.local/state/host2mqtt
-  rm -f "$RT/bus" "$RT/podman/podman.sock"
+  # Rootless podman runs every command in the namespaces of its pause
+  # process: a new one, made inside this test's /run namespace.
+  stop_pid "$(cat "$WORK/service.pid" 2>/dev/null)" "$(cat "$RT/libpod/tmp/pause.pid" 2>/dev/null)"
+  rm -f "$RT/bus" "$RT/podman/podman.sock" "$WORK/service.pid"
   if [ "$tag" = present ]; then
     as_user mkdir -p "$updates"
     cat >"$WORK/auto-update.json" <<'JSON'
@@ -201,15 +207,43 @@ fi
 cd / && exec ${AS[*]} podman $(printf '%q ' "${RUN[@]}")
 RUNEOF
   unshare --mount --propagation slave bash "$WORK/run-$tag.sh" >"$WORK/agent-$tag.out" 2>&1
+  local rc=$?
+  # Their PIDs, for the cleanup (podman outside this namespace cannot stop them).
+  as_user podman inspect -f '{{.State.ConmonPid}} {{.State.Pid}}' host2mqtt app 2>/dev/null >>"$WORK/pids"
+  pgrep -u "$RUSER" -f "podman system service --time=0 unix://$RT/podman/podman.sock" >>"$WORK/pids"
+  return $rc
 }
+on_exit "stop_pid \$(cat $WORK/pids 2>/dev/null)"
 
 # --- 1. every source present -----------------------------------------------------------
 subscribe "$WORK/cap1"
 if ! start_agent present; then fail "the agent's container starts (sources present)" "$(cat "$WORK/agent-present.out")"; fi
 check "the container runs (sources present)" bash -c "cd / && ${AS[*]} podman inspect -f '{{.State.Running}}' host2mqtt | grep -qx true"
-check "state published with every source answering" wait_state "$WORK/cap1" '.avail.containers and .avail.updates' 90
+check "state published with every source answering" wait_state "$WORK/cap1" '.avail.containers and .avail.updates and .avail.systemd_user and .avail.systemd_system and .avail.reboot' 90
+log "agent log: $(cd / && "${AS[@]}" podman logs host2mqtt 2>&1 | grep -E 'WARN|ERROR' | tail -8)"
 STATE=$(latest "$WORK/cap1" "host2mqtt/$NODE/state")
 DISC=$(latest "$WORK/cap1" "homeassistant/device/$NODE/config")
 printf '%s\n' "$STATE" | jq -c '.avail' | indent
-printf '%s\n' "$DISC" | jq -r '.cmps | keys | join(" ")' | fold -w 110 | indent
-exit 0
+jq -c '{containers_total, containers_running, updates_pending, container_app_update, systemd_user_state,
+  systemd_user_failed_units, systemd_system_state, systemd_system_failed_units, reboot_required}' <<<"$STATE" | indent
+st() { jq -e "$1" >/dev/null <<<"$STATE"; }
+has_cmp() { jq -e --arg k "$1" '.cmps | has($k)' >/dev/null <<<"$DISC"; }
+check "containers: counts (running >= 1: app)" st '.containers_running >= 1 and .containers_total >= 1'
+check "containers: per-container entities for the opted-in app" has_cmp container_app_state
+check "updates: one pending, and app's own update entity" bash -c "$(declare -f st has_cmp); STATE='$STATE' DISC='$DISC'; st '.updates_pending == 1' && has_cmp container_app_update && st '.container_app_update != null'"
+check "user units: the user manager's state and failed units (its real bus)" \
+  bash -c "$(declare -f st has_cmp); STATE='$STATE' DISC='$DISC'; has_cmp systemd_user_state && st '.systemd_user_state | type == \"string\"' && st '.systemd_user_failed_units != null'"
+check "system: state degraded, failed units >= 1 (h2m-quadlet-fails.service)" st '.systemd_system_state == "degraded" and .systemd_system_failed_units >= 1'
+check "reboot-required on (/run/reboot-required)" st '.reboot_required == true or .reboot_required == "ON"'
+(cd / && "${AS[@]}" podman rm -f -t 0 host2mqtt app >/dev/null 2>&1)
+stop_pid "$SUB_PID"
+
+# --- 2. no Podman socket, no user bus -------------------------------------------------------------
+subscribe "$WORK/cap2"
+if ! start_agent absent; then fail "the agent's container starts (no Podman socket, no user bus)" "$(cat "$WORK/agent-absent.out")"; fi
+check "the container runs without the Podman socket and the user bus" \
+  bash -c "cd / && ${AS[*]} podman inspect -f '{{.State.Running}}' host2mqtt | grep -qx true"
+check "containers and user units unavailable, system and reboot still there" \
+  wait_state "$WORK/cap2" '(.avail.containers | not) and (.avail.systemd_user | not) and .avail.systemd_system and .avail.reboot' 90
+jq -c '.avail' <<<"$(latest "$WORK/cap2" "host2mqtt/$NODE/state")" | indent
+log "agent log: $(cd / && "${AS[@]}" podman logs host2mqtt 2>&1 | grep -E 'WARN|ERROR' | tail -4)"
