@@ -44,7 +44,7 @@ declare -A SUF=([amd64]=x86_64 [arm64]=aarch64 [armv7]=armv7) SD=([amd64]=x86-64
 printf 'cat >%s/c.toml <<X\ninterval = "1s"\nX\n' "$WORK" | bash
 for a in $ARCHES; do
   bin=$D/host2mqtt-${SUF[$a]}
-  check "[$a] $(basename "$bin") is static ($(stat -c %s "$bin" 2>/dev/null) bytes)" bash -c "file -b '$bin' | grep -qE 'static(-pie)? linked'"
+  check "[$a] $(basename "$bin") is static ($(stat -c %s "$bin" 2>/dev/null) bytes)" bash -c "file -b '$bin' | grep -qE 'static(-pie)? linked|statically linked'"
   run=("$bin")
   [ "$a" = amd64 ] || { need "${QEMU[$a]}" qemu-user-static; run=("${QEMU[$a]}" "$bin"); }
   check "[$a] ${run[*]##*/} check runs and prints this host's readings" \
