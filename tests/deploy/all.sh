@@ -24,7 +24,7 @@ pass=0 fail=0 lines=()
 for s in units actionlint artifacts container service native quadlet acl; do
   echo "== $s.sh"
   t=$SECONDS
-  out=$(tests/deploy/$s.sh 2>&1 | tee /dev/stderr)
+  out=$(tests/deploy/$s.sh 2>&1 | tee -a /dev/stderr)
   rc=$?
   last=$(tail -1 <<<"$out")
   if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
