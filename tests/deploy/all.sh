@@ -1,28 +1,30 @@
 #!/usr/bin/env bash
-# Every deployment test, in order: units.sh, container.sh, service.sh,
-# acl.sh (see the README's "Deployment tests"). Builds the static binary
-# once for the two that run it; acl.sh runs $HOST2MQTT_BIN, else
-# `cargo build --release`'s. Prints each script's output, then one line per
+# Every deployment test, in order: units.sh, actionlint.sh, artifacts.sh
+# (after packaging/build.sh built everything once), container.sh,
+# service.sh, native.sh (.deb and sysext), quadlet.sh (the shipped Quadlet
+# end to end), acl.sh. Prints each script's output, then one line per
 # script and the total "N passed, M failed"; exits non-zero if any failed.
 #
-#   tests/deploy/all.sh          (as root)
+#   tests/deploy/all.sh          (as root; ARCHES="amd64 arm64" by default)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 T0=$SECONDS
+export ARCHES=${ARCHES:-amd64 arm64}
 
-echo "== build-static.sh"
-if ! INSTALL=1 tests/deploy/build-static.sh; then
-  echo "the static build failed"
+echo "== packaging/build.sh (ARCHES=$ARCHES)"
+if ! INSTALL=1 packaging/build.sh; then
+  echo "packaging/build.sh failed"
   echo "0 passed, 1 failed"
   exit 1
 fi
-export HOST2MQTT_STATIC_BIN=target/static/amd64/host2mqtt
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
+export HOST2MQTT_STATIC_BIN=dist/host2mqtt-x86_64 HOST2MQTT_BIN=$PWD/dist/host2mqtt-x86_64 SKIP_BUILD=1 H2M_IMAGE=localhost/host2mqtt:$VERSION-amd64
 
 pass=0 fail=0 lines=()
-for s in units container service acl; do
+for s in units actionlint artifacts container service native quadlet acl; do
   echo "== $s.sh"
   t=$SECONDS
-  out=$(tests/deploy/$s.sh 2>&1 | tee /dev/stderr)
+  out=$(tests/deploy/$s.sh 2>&1 | tee -a /dev/stderr)
   rc=$?
   last=$(tail -1 <<<"$out")
   if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then

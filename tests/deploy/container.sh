@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container image, run the way units/host2mqtt.container runs it.
 #
-# 1. Builds the static binary (build-static.sh) and the image from
+# 1. Builds the static binary (packaging/build.sh bin) and the image from
 #    Containerfile with Podman (FROM scratch: nothing is pulled), and checks
 #    it: its size, a numeric non-root USER, nothing in it but the binary and
 #    the CA roots.
@@ -45,7 +45,9 @@ need busybox busybox-static
 need python3 python3
 need file file
 
-MODES=${DEPLOY_MODES:-root rootless}
+# The Quadlet is a user unit (UserNS=keep-id, User=%U): rootless only by
+# default; DEPLOY_MODES=root runs root podman with keep-id dropped.
+MODES=${DEPLOY_MODES:-rootless}
 RUSER=${DEPLOY_USER:-h2m-deploy}
 WORK=$(mktemp -d /tmp/h2m-container.XXXXXX)
 chmod 755 "$WORK"
@@ -58,20 +60,21 @@ PASSWORD="pw-$RANDOM$RANDOM"
 # --- 1. binary and image ---------------------------------------------------
 if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
   BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
-  (cd "$PROJECT" && ARCHES=none tests/deploy/build-static.sh >/dev/null 2>&1) # the CA bundle only
 else
-  log "building the static binary (tests/deploy/build-static.sh)"
-  out=$(cd "$PROJECT" && INSTALL=1 tests/deploy/build-static.sh 2>&1) || { fail "static build" "$out"; exit 1; }
+  log "building the static binary (packaging/build.sh bin)"
+  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
   printf '%s\n' "$out" | indent
-  BIN=$PROJECT/target/static/amd64/host2mqtt
+  BIN=$PROJECT/dist/host2mqtt-x86_64
 fi
+# The image's CA roots, as packaging/build.sh stages them.
+cat /usr/share/ca-certificates/mozilla/*.crt >"$WORK/ca-certificates.crt"
 check "the binary is static" bash -c "file -b '$BIN' | grep -qE 'static(-pie)? linked'"
 
 # A build context with just what the Containerfile copies.
 CTX=$WORK/ctx
-mkdir -p "$CTX/target/static/amd64"
-cp "$BIN" "$CTX/target/static/amd64/host2mqtt"
-cp "$PROJECT/target/static/ca-certificates.crt" "$CTX/target/static/"
+mkdir -p "$CTX/dist/oci/amd64"
+cp "$BIN" "$CTX/dist/oci/amd64/host2mqtt"
+cp "$WORK/ca-certificates.crt" "$CTX/dist/oci/"
 log "podman build -f Containerfile -t $TEST_IMAGE"
 if ! out=$(podman build --layers=false -q -f "$PROJECT/Containerfile" -t "$TEST_IMAGE" "$CTX" 2>&1); then
   fail "podman build" "$out"
@@ -172,6 +175,8 @@ adapt() {
       keep-id*) if [ "$mode" = root ]; then unset 'OPTS[-1]'; continue; fi ;; # "--userns" before it
     esac
     a=${a//%t/$rt}
+    a=${a//%h/$(getent passwd "$RUSER" | cut -d: -f6)}
+    if [ "$mode" = root ]; then a=${a//%U/0}; a=${a//%G/0}; else a=${a//%U/$(id -u "$RUSER")}; a=${a//%G/$(id -g "$RUSER")}; fi
     a=${a/#HOST2MQTT__MQTT__HOST=*/HOST2MQTT__MQTT__HOST=127.0.0.1}
     a=${a/#HOST2MQTT__MQTT__USERNAME=*/HOST2MQTT__MQTT__USERNAME=$NODE}
     OPTS+=("$a")
@@ -263,7 +268,7 @@ EOF
 
 # run_mode MODE: the agent container as root or rootless, checked from outside.
 run_mode() {
-  local mode=$1 as=() rt name=h2m-deploy-$1-$$ pid capture=$WORK/capture-$1 probe uid
+  local mode=$1 as=() rt name=h2m-deploy-$1-$$ pid capture=$WORK/capture-$1 probe uid gid
   if [ "$mode" = rootless ]; then
     if ! id "$RUSER" >/dev/null 2>&1; then
       log "creating the rootless test user $RUSER (useradd gives it subuids)"
@@ -274,7 +279,7 @@ run_mode() {
     # the first one it used in its database and keeps using it.
     rt=$(rootless_rt)
     as=($(as_user "$rt"))
-    uid=$(id -u "$RUSER")
+    uid=$(id -u "$RUSER") gid=$(id -g "$RUSER")
     if [[ $(cd / && "${as[@]}" podman info --format '{{.Store.RunRoot}}' 2>/dev/null) != "$rt"/* ]]; then
       log "[$mode] resetting $RUSER's podman storage (it was set up with another runtime directory)"
       (cd / && "${as[@]}" podman system reset -f >/dev/null 2>&1)
@@ -304,7 +309,7 @@ run_mode() {
     rt=$WORK/rt-$mode
     mkdir -p "$rt/podman"
     python3 -c "import socket; [socket.socket(socket.AF_UNIX).bind(p) for p in ('$rt/podman/podman.sock', '$rt/bus')]"
-    uid=65532
+    uid=0 gid=0
   fi
   local secret=$SECRET_NAME
   [ "$mode" = root ] && secret=h2m-deploy-test-pw-$$ # root's store is shared with others
@@ -343,7 +348,7 @@ run_mode() {
   check "[$mode] the host's UTS namespace (its host name)" test "$(readlink "/proc/$pid/ns/uts")" = "$(readlink /proc/$$/ns/uts)"
   local insp
   insp=$(cd / && "${as[@]}" podman inspect --format '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.NetworkMode}} {{len .HostConfig.PortBindings}} {{.Config.User}} {{.HostConfig.CapDrop}}' "$name")
-  check "[$mode] podman inspect: read-only, host network, no ports, user 65532 ($insp)" bash -c "[[ '$insp' == 'true host 0 65532:65532 '* ]]"
+  check "[$mode] podman inspect: read-only, host network, no ports, user $uid:$gid ($insp)" bash -c "[[ '$insp' == 'true host 0 $uid:$gid '* ]]"
   log "[$mode] podman top: $(cd / && "${as[@]}" podman top "$name" user huser args | tail -1 | tr -s ' ')"
 
   # The probe: same options, busybox instead of the agent.
@@ -360,18 +365,18 @@ run_mode() {
     $B touch /host/root/tmp/h2m-probe 2>/dev/null && echo "hostroot=writable" || echo "hostroot=read-only"
     echo "secret=$($B cat '"$SECRET_TARGET"' 2>&1)"
     [ -r /host/proc/1/mountinfo ] && $B head -1 /host/proc/1/mountinfo >/dev/null && echo "mountinfo1=readable" || echo "mountinfo1=unreadable"
-    [ -w /run/host/podman.sock ] && echo "podman_sock=usable" || echo "podman_sock=denied"
-    [ -w /run/host/bus ] && echo "bus=usable" || echo "bus=denied"
+    [ -w /host/root'"$rt"'/podman/podman.sock ] && echo "podman_sock=usable" || echo "podman_sock=denied"
+    [ -w /host/root'"$rt"'/bus ] && echo "bus=usable" || echo "bus=denied"
     echo "hostname=$($B hostname)"
   ' 2>&1)
   printf "%s\n" "$(printf "%s\n" "$probe" | tr "\n" " " | sed "s/$PASSWORD/<the password>/")" | indent
-  check "[$mode] probe: uid 65532 inside" grep -qx 'uid=65532' <<<"$probe"
+  check "[$mode] probe: uid $uid inside (the user's own)" grep -qx "uid=$uid" <<<"$probe"
   check "[$mode] probe: / and the host's / are read-only" bash -c "grep -qx 'rootfs=read-only' <<<\"\$1\" && grep -qx 'hostroot=read-only' <<<\"\$1\"" _ "$probe"
   check "[$mode] probe: the secret is readable at $SECRET_TARGET" grep -qx "secret=$PASSWORD" <<<"$probe"
   check "[$mode] probe: the host's /proc/1/mountinfo is readable (no fallback to self)" grep -qx 'mountinfo1=readable' <<<"$probe"
   check "[$mode] probe: the host name is the host's" grep -qx "hostname=$(cat /proc/sys/kernel/hostname)" <<<"$probe"
   if [ "$mode" = rootless ]; then
-    check "[$mode] probe: the user's Podman socket and bus are usable (keep-id maps 65532 to the user)" \
+    check "[$mode] probe: the user's Podman socket and bus are usable under the host's / (same uid inside)" \
       bash -c "grep -qx 'podman_sock=usable' <<<\"\$1\" && grep -qx 'bus=usable' <<<\"\$1\"" _ "$probe"
   fi
 

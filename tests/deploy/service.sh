@@ -17,7 +17,7 @@
 # - `systemctl stop` publishes offline.
 #
 #   tests/deploy/service.sh       (as root; the first run builds the image: ~2 min)
-# Env: HOST2MQTT_STATIC_BIN  the binary to install (default: build-static.sh)
+# Env: HOST2MQTT_STATIC_BIN  the binary to install (default: packaging/build.sh bin's)
 set -uo pipefail
 SCRIPT_NAME=service
 source "$(dirname "$0")/lib.sh"
@@ -36,9 +36,9 @@ CONTAINERS_CONF=$(podman_conf "$WORK")
 if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
   BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
 else
-  log "building the static binary (tests/deploy/build-static.sh)"
-  out=$(cd "$PROJECT" && INSTALL=1 tests/deploy/build-static.sh 2>&1) || { fail "static build" "$out"; exit 1; }
-  BIN=$PROJECT/target/static/amd64/host2mqtt
+  log "building the static binary (packaging/build.sh bin)"
+  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
+  BIN=$PROJECT/dist/host2mqtt-x86_64
 fi
 
 log "the systemd image (tests/deploy/sysd-image.sh; built once, about 2 minutes)"

@@ -109,15 +109,18 @@ check "quadlet: no published ports" bash -c "! grep -qE ' (-p|--publish|--publis
 check "quadlet: the host's /proc, /sys, / read-only, and host.* pointing at them" \
   bash -c "$(declare -f has); LINE='$LINE'; has '-v /proc:/host/proc:ro' && has '-v /sys:/host/sys:ro' && has '-v /:/host/root:ro,rslave' &&
     has '--env HOST2MQTT__HOST__PROC=/host/proc' && has '--env HOST2MQTT__HOST__SYS=/host/sys' && has '--env HOST2MQTT__HOST__ROOT=/host/root'"
-check "quadlet: the user's Podman socket and bus at /run/host/" \
-  bash -c "$(declare -f has); LINE='$LINE'; has '-v %t/podman/podman.sock:/run/host/podman.sock' && has '-v %t/bus:/run/host/bus'"
+check "quadlet: every source on by default, reached under the host's / (nothing mounted that could be missing)" \
+  bash -c "$(declare -f has); LINE='$LINE'; has '--env HOST2MQTT__CONTAINERS__SOCKET=/host/root%t/podman/podman.sock' &&
+    has '--env HOST2MQTT__SYSTEMD__USER__ENABLED=true' && has '--env HOST2MQTT__SYSTEMD__USER__ADDRESS=unix:path=/host/root%t/bus' &&
+    has '--env HOST2MQTT__SYSTEMD__SYSTEM__ADDRESS=unix:path=/host/root/run/dbus/system_bus_socket' &&
+    has '--env HOST2MQTT__CONTAINERS__UPDATES__SOURCE=file' && ! grep -qE ' -v (%t|%h|/run)' <<<\"\$LINE\""
+check "quadlet: no commented-out settings left to uncomment" bash -c "! grep -qE '^#(Environment|Volume|PodmanArgs|Secret)=' '$UNITS/host2mqtt.container'"
 SECRET=$(printf '%s\n' "${WORDS[@]}" | grep -m1 'type=mount')
 TARGET=$(sed -n 's/.*target=\([^,]*\).*/\1/p' <<<"$SECRET")
 check "quadlet: the password is a Podman secret ($TARGET) and mqtt.password_file names it" \
   has "--env HOST2MQTT__MQTT__PASSWORD_FILE=$TARGET"
-IMAGE_UID=$(sed -n 's/^USER \([0-9]*\).*/\1/p' "$PROJECT/Containerfile")
-check "quadlet: keep-id maps the user onto the image's USER ($IMAGE_UID)" \
-  bash -c "[ -n '$IMAGE_UID' ] && grep -q ' --userns keep-id:uid=$IMAGE_UID,gid=' <<<'$LINE' && grep -q 'uid=$IMAGE_UID,gid=$IMAGE_UID' <<<'$SECRET'"
+check "quadlet: runs as the user's own uid (keep-id, --user %U:%G: D-Bus accepts the uid it claims), the secret theirs" \
+  bash -c "$(declare -f has); LINE='$LINE'; has '--userns keep-id' && has '--user %U:%G' && grep -q 'uid=%U,gid=%G' <<<'$SECRET'"
 IMAGE=${WORDS[-1]}
 check "quadlet: AutoUpdate=registry on a fully qualified image ($IMAGE)" \
   bash -c "$(declare -f has); LINE='$LINE'; has '--label io.containers.autoupdate=registry' && [[ '$IMAGE' =~ ^[a-z0-9.-]+\\.[a-z]+(:[0-9]+)?/ ]]"
