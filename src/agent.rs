@@ -41,6 +41,8 @@ pub struct Agent {
     last_cycle: Option<Duration>,
     readings: Vec<Reading>,
     state: Option<String>,
+    /// The Prometheus endpoint's text, rendered after each cycle when it is on.
+    metrics: Option<tokio::sync::watch::Sender<String>>,
 }
 
 /// The host's node id: configured, else the host name made topic-safe.
@@ -84,6 +86,7 @@ impl Agent {
             model: os.as_ref().map(|o| o.pretty_name.clone()).unwrap_or_default(),
             sw_version: host::kernel_release(&paths).unwrap_or_default(),
             node_id: node_id.clone(),
+            area: cfg.area.clone(),
         };
         let topics = Topics::new(
             &cfg.homeassistant.discovery_prefix,
@@ -107,12 +110,14 @@ impl Agent {
                 topics,
                 device,
                 expire_after: cfg.expire_after(),
+                enable_all: cfg.homeassistant.enable_all_entities,
             },
             announcer: Announcer::default(),
             interval: cfg.interval,
             last_cycle: None,
             readings: Vec::new(),
             state: None,
+            metrics: None,
         }
     }
 
@@ -189,9 +194,17 @@ impl Agent {
     pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
         self.readings = self.collect(tick);
         self.state = Some(self.model.state_payload(&self.readings, &self.groups));
+        if let Some(tx) = &self.metrics {
+            tx.send_replace(crate::prometheus::render(&self.readings));
+        }
         self.announcer
             .update(&self.model, &self.readings)
             .map(str::to_owned)
+    }
+
+    /// Renders every cycle's readings for the Prometheus endpoint into `tx`.
+    pub fn export_metrics(&mut self, tx: tokio::sync::watch::Sender<String>) {
+        self.metrics = Some(tx);
     }
 
     /// Adds a running source; its latest state joins every cycle.

@@ -53,6 +53,11 @@ pub struct Config {
     pub node_id: String,
     /// Device name shown in Home Assistant. Empty: the host name.
     pub device_name: String,
+    /// The area Home Assistant puts the device in when it first sees it
+    /// (such as "Servers"); with one, the host shows on HA's auto-generated
+    /// Overview. Empty: none (the device is then only under Settings →
+    /// Devices). HA keeps the area the user picks later.
+    pub area: String,
     /// The MQTT connection.
     pub mqtt: MqttConfig,
     /// Home Assistant's side of discovery.
@@ -65,6 +70,8 @@ pub struct Config {
     pub containers: crate::container::ContainersConfig,
     /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
     pub systemd: crate::systemd::SystemdConfig,
+    /// The opt-in Prometheus endpoint (see `crate::prometheus`).
+    pub prometheus: crate::prometheus::PrometheusConfig,
 }
 
 impl Default for Config {
@@ -73,12 +80,14 @@ impl Default for Config {
             interval: Duration::from_secs(30),
             node_id: String::new(),
             device_name: String::new(),
+            area: String::new(),
             mqtt: MqttConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
             host: HostConfig::default(),
             collectors: CollectorsConfig::default(),
             containers: crate::container::ContainersConfig::default(),
             systemd: crate::systemd::SystemdConfig::default(),
+            prometheus: crate::prometheus::PrometheusConfig::default(),
         }
     }
 }
@@ -166,6 +175,10 @@ pub struct HomeAssistantConfig {
     /// Empty / zero: 3 × interval.
     #[serde(with = "humantime_serde")]
     pub expire_after: Option<Duration>,
+    /// Enable every entity when HA first sees it, not only the headline
+    /// ones (CPU, load, memory, disk, network, temperature, last seen,
+    /// updates, failed units, and what the config names).
+    pub enable_all_entities: bool,
 }
 
 impl Default for HomeAssistantConfig {
@@ -174,6 +187,7 @@ impl Default for HomeAssistantConfig {
             discovery_prefix: "homeassistant".into(),
             status_topic: String::new(),
             expire_after: None,
+            enable_all_entities: false,
         }
     }
 }
@@ -512,6 +526,7 @@ impl Config {
             }
         }
         crate::container::validate(&self.containers)?;
+        self.prometheus.validate()?;
         self.systemd.validate()?;
         Ok(())
     }

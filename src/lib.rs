@@ -24,16 +24,21 @@
 //!   their latest state for the next cycle (or ask for an immediate one).
 //! * [`agent`] ties them together: the collection loop, announcing on every
 //!   (re)connect and on HA's birth message, shutdown, the systemd watchdog.
+//! * [`prometheus`] (opt-in) serves each cycle's readings to Prometheus;
+//!   [`dashboard`] turns the retained discovery of every host into a
+//!   Lovelace dashboard (`host2mqtt dashboard`).
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod collector;
 pub mod config;
 pub mod container;
+pub mod dashboard;
 pub mod discovery;
 pub mod host;
 pub mod logging;
 pub mod notify;
+pub mod prometheus;
 pub mod reading;
 pub mod session;
 pub mod source;
