@@ -319,6 +319,9 @@ impl Model {
         let mut dev = Map::new();
         dev.insert("identifiers".into(), json!([format!("host2mqtt_{}", d.node_id)]));
         dev.insert("name".into(), json!(d.name));
+        // What blueprints' device selectors filter on (integration mqtt,
+        // model_id host2mqtt): only host2mqtt hosts are offered.
+        dev.insert("model_id".into(), json!("host2mqtt"));
         for (k, v) in [
             ("manufacturer", &d.manufacturer),
             ("model", &d.model),
