@@ -507,7 +507,7 @@ mod tests {
         };
         assert!(bad
             .validate()
-            .unwrap_err()
+            .expect_err("a host without a port is refused")
             .to_string()
             .contains("prometheus.listen"));
     }
