@@ -25,6 +25,8 @@ pub struct Entity {
     pub device_class: Option<String>,
     /// `unit_of_measurement`, if any.
     pub unit: Option<String>,
+    /// The entity's name ("Disk /srv used"), if any.
+    pub name: Option<String>,
 }
 
 /// One host2mqtt device.
@@ -97,6 +99,7 @@ pub fn hosts_from_discovery(messages: &[(String, Vec<u8>)]) -> Vec<Host> {
                     entity_id,
                     device_class: text(c, &["device_class", "dev_cla"]),
                     unit: text(c, &["unit_of_measurement", "unit_of_meas"]),
+                    name: text(c, &["name"]),
                 },
             );
         }
@@ -137,6 +140,8 @@ fn gauge(entity: &str, name: &str, warn: u32, bad: u32) -> Json {
         "max": 100,
         "needle": true,
         "severity": { "green": 0, "yellow": warn, "red": bad },
+        // Two gauges a row in a section.
+        "grid_options": { "columns": 6 },
     })
 }
 
@@ -190,11 +195,10 @@ fn section(h: &Host) -> Json {
     // The root filesystem first, then the others by key.
     let (root, others): (Vec<_>, Vec<_>) = disks.partition(|(k, _)| k.as_str() == "disk_root_used");
     for (key, e) in root.into_iter().chain(others).take(MAX_GAUGES) {
-        let mount = key.trim_start_matches("disk_").trim_end_matches("_used");
-        let name = if mount == "root" {
-            "Disk /".to_string()
-        } else {
-            format!("Disk {mount}")
+        // The raw mount point is in the entity's name, not in its key.
+        let name = match e.name.as_deref().and_then(|n| n.strip_suffix(" used")) {
+            Some(n) => n.to_string(),
+            None => format!("Disk {}", key.trim_start_matches("disk_").trim_end_matches("_used")),
         };
         cards.push(gauge(&e.entity_id, &name, 80, 90));
     }
@@ -431,6 +435,7 @@ mod tests {
             "entity: \"sensor.vps_cpu_usage\"",
             "entity: \"sensor.web_memory_used\"",
             "entity: \"sensor.nas_disk_root_used\"",
+            "name: \"Disk /\"",
             "entity: \"sensor.nas_last_seen\"",
             "type: \"history-graph\"",
             "type: \"sections\"",

@@ -96,6 +96,8 @@ try {
   const gauges = await page.locator("hui-gauge-card").count();
   const histories = await page.locator("hui-history-graph-card").count();
   const headings = await page.locator("hui-heading-card").count();
+  const noHistory = await page.getByText("History integration disabled").count();
+  report(noHistory === 0, `history graphs draw (${noHistory} "History integration disabled")`);
   const errorText = errors ? await page.locator("hui-error-card").first().innerText() : "";
   report(errors === 0 && warnings === 0, `fleet dashboard: ${errors} error cards, ${warnings} warnings ${errorText}`);
   report(
@@ -107,12 +109,20 @@ try {
     report(n > 0, `fleet dashboard shows host ${name}`);
   }
 
-  // HA's default dashboard, generated from the areas.
+  // HA's default dashboard, generated from the areas (2026.11: a tile per
+  // area; the area's page lists its devices' entities).
   await shoot("/lovelace/0", "ha-overview.png", 6000);
-  const areaShown = await page.getByText("Servers", { exact: true }).count();
-  report(areaShown > 0, `auto-generated Overview has the area "Servers" (${areaShown} matches)`);
+  const areaTile = page.getByText("Servers", { exact: true });
+  report((await areaTile.count()) > 0, `auto-generated Overview has the area "Servers"`);
+  await areaTile.first().click();
+  await page.waitForTimeout(5000);
+  await page.screenshot({ path: `${outDir}/ha-overview-area.png`, fullPage: true });
+  console.log(`     ${outDir}/ha-overview-area.png: ${page.url()}`);
   const cpuShown = await page.getByText(/CPU usage/).count();
-  report(cpuShown > 0, `auto-generated Overview lists the hosts' entities (${cpuShown} "CPU usage")`);
+  let namesShown = 0;
+  for (const name of hostNames) namesShown += (await page.getByText(name, { exact: false }).count()) > 0 ? 1 : 0;
+  report(cpuShown > 0 || namesShown === hostNames.length,
+    `the area's page lists the hosts (${namesShown} of ${hostNames.length} names, ${cpuShown} "CPU usage")`);
 
   await shoot(`/config/devices/device/${deviceId}`, "ha-device.png", 5000);
 } finally {
