@@ -198,7 +198,10 @@ fn section(h: &Host) -> Json {
         // The raw mount point is in the entity's name, not in its key.
         let name = match e.name.as_deref().and_then(|n| n.strip_suffix(" used")) {
             Some(n) => n.to_string(),
-            None => format!("Disk {}", key.trim_start_matches("disk_").trim_end_matches("_used")),
+            None => format!(
+                "Disk {}",
+                key.trim_start_matches("disk_").trim_end_matches("_used")
+            ),
         };
         cards.push(gauge(&e.entity_id, &name, 80, 90));
     }
