@@ -114,7 +114,7 @@ try {
   await shoot("/lovelace/0", "ha-overview.png", 6000);
   const areaTile = page.getByText("Servers", { exact: true });
   report((await areaTile.count()) > 0, `auto-generated Overview has the area "Servers"`);
-  await areaTile.first().click();
+  await areaTile.first().click({ force: true }); // the tile container takes the click
   await page.waitForTimeout(5000);
   await page.screenshot({ path: `${outDir}/ha-overview-area.png`, fullPage: true });
   console.log(`     ${outDir}/ha-overview-area.png: ${page.url()}`);
