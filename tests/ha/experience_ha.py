@@ -20,9 +20,6 @@ Sub-commands (one short line when they pass, details when they fail; exit 0/1):
                      (state_changed events) to FILE, one JSON a line
   unavailable FILE ENTITY  longest time ENTITY was unavailable after
                      --after, from a watch FILE (prints seconds)
-  dashboard-save FILE  creates the storage dashboard --url-path and saves
-                     FILE (YAML printed by `host2mqtt dashboard`, read as
-                     JSON-compatible YAML by a tiny reader) into it
 """
 
 from __future__ import annotations
@@ -150,22 +147,6 @@ def cmd_unavailable(a, ha, env):
     return 0
 
 
-def cmd_dashboard_save(a, ha, env):
-    config = json.loads(a.json_file.read()) if a.json_file else None
-    if config is None:
-        print("no dashboard config")
-        return 1
-    have = B.ws_cmd(ha, "lovelace/dashboards/list")
-    if not any(d["url_path"] == a.url_path for d in have):
-        B.ws_cmd(ha, "lovelace/dashboards/create", url_path=a.url_path, mode="storage", title=a.title,
-                 icon="mdi:server", show_in_sidebar=True, require_admin=False)
-    B.ws_cmd(ha, "lovelace/config/save", url_path=a.url_path, config=config)
-    back = B.ws_cmd(ha, "lovelace/config", url_path=a.url_path)
-    n = len(back["views"][0].get("sections", []))
-    print(f"dashboard /{a.url_path} saved: {n} sections")
-    return 0
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--harness", required=True)
@@ -193,17 +174,13 @@ def main():
     s.add_argument("file")
     s.add_argument("entity")
     s.add_argument("--after", type=float, default=0)
-    s = sub.add_parser("dashboard-save")
-    s.add_argument("json_file", type=argparse.FileType("r"))
-    s.add_argument("--url-path", default="host2mqtt-fleet")
-    s.add_argument("--title", default="Fleet")
     a = p.parse_args()
     sys.path.insert(0, a.harness)
     import ha_harness
     B.H = ha_harness
     ha, env = B.ha_from(a.env)
     fn = {"related": cmd_related, "area": cmd_area, "enabled": cmd_enabled, "states": cmd_states,
-          "watch": cmd_watch, "unavailable": cmd_unavailable, "dashboard-save": cmd_dashboard_save}[a.cmd]
+          "watch": cmd_watch, "unavailable": cmd_unavailable}[a.cmd]
     return fn(a, ha, env)
 
 
