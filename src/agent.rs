@@ -41,6 +41,8 @@ pub struct Agent {
     last_cycle: Option<Duration>,
     readings: Vec<Reading>,
     state: Option<String>,
+    /// The Prometheus endpoint's text, rendered after each cycle when it is on.
+    metrics: Option<tokio::sync::watch::Sender<String>>,
 }
 
 impl Agent {
@@ -65,6 +67,7 @@ impl Agent {
             last_cycle: None,
             readings: Vec::new(),
             state: None,
+            metrics: None,
         }
     }
 
@@ -135,9 +138,17 @@ impl Agent {
     pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
         self.readings = self.collect(tick);
         self.state = Some(self.model.state_payload(&self.readings, &self.groups));
+        if let Some(tx) = &self.metrics {
+            tx.send_replace(crate::prometheus::render(&self.readings));
+        }
         self.announcer
             .update(&self.model, &self.readings)
             .map(str::to_owned)
+    }
+
+    /// Renders every cycle's readings for the Prometheus endpoint into `tx`.
+    pub fn export_metrics(&mut self, tx: tokio::sync::watch::Sender<String>) {
+        self.metrics = Some(tx);
     }
 
     /// Adds a running source; its latest state joins every cycle.

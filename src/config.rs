@@ -111,6 +111,10 @@ pub struct HomeAssistantConfig {
     /// longer than the interval. Empty / zero: 3 × interval.
     #[serde(with = "humantime_serde")]
     pub expire_after: Option<Duration>,
+    /// Enable every entity when HA first sees it, not only the headline
+    /// ones (CPU, load, memory, disk, network, temperature, last seen,
+    /// updates, failed units, and what the config names).
+    pub enable_all_entities: bool,
 }
 
 impl Default for HomeAssistantConfig {
@@ -119,6 +123,7 @@ impl Default for HomeAssistantConfig {
             discovery_prefix: "homeassistant".into(),
             status_topic: String::new(),
             expire_after: None,
+            enable_all_entities: false,
         }
     }
 }

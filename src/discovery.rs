@@ -66,6 +66,10 @@ pub struct Device {
     pub model: String,
     /// The kernel release.
     pub sw_version: String,
+    /// The area HA puts the device in when it first sees it
+    /// (`suggested_area`); empty: none. With an area, the host shows on
+    /// HA's auto-generated Overview.
+    pub area: String,
 }
 
 /// How HA should show one kind of reading.
@@ -176,6 +180,48 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         .map(|(_, i)| *i)
 }
 
+/// Which entities HA enables when it first sees them: the headline ones a
+/// user wants on day one, and those the user asked for by name in the
+/// config (watched units, opted-in containers, per-core CPU). Everything
+/// else is created disabled; the user enables it on the entity's page, or
+/// all at once with `homeassistant.enable_all_entities`. First match of
+/// (key prefix, key suffix) wins; a key matching no row is disabled.
+/// HA applies this only when it registers an entity: it never disables
+/// an entity it already has.
+const ENABLED_BY_DEFAULT: &[(&str, &str, bool)] = &[
+    ("cpu_usage", "", true),
+    ("cpu_core", "_usage", true),
+    ("load_", "", true),
+    ("memory_used", "", true),
+    ("memory_available", "", true),
+    ("disk_", "_inodes_used", false),
+    ("disk_", "_used", true),
+    ("disk_", "_free", true),
+    ("net_", "", true),
+    ("temperature", "", true),
+    ("temp_", "", true),
+    ("last_seen", "", true),
+    ("reboot_required", "", true),
+    ("updates_", "", true),
+    ("os_updates", "", true),
+    ("container_", "_update", true),
+    ("container_", "", true),
+    ("systemd_", "_failed_units", true),
+    ("unit_", "", true),
+    ("user_unit_", "", true),
+];
+
+/// Whether the entity of `key` is enabled when HA first sees it (see
+/// [`ENABLED_BY_DEFAULT`]).
+pub fn enabled_by_default(key: &str) -> bool {
+    ENABLED_BY_DEFAULT
+        .iter()
+        .find(|(prefix, suffix, _)| {
+            key.len() >= prefix.len() + suffix.len() && key.starts_with(prefix) && key.ends_with(suffix)
+        })
+        .is_some_and(|(_, _, on)| *on)
+}
+
 /// The part of a reading that shapes its entity (not its value): when this
 /// changes, discovery is published again.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -240,6 +286,9 @@ pub struct Model {
     pub device: Device,
     /// Seconds after the last state before HA shows an entity unavailable.
     pub expire_after: Duration,
+    /// Every entity enabled when HA first sees it, not only the headline
+    /// ones (`homeassistant.enable_all_entities`).
+    pub enable_all: bool,
 }
 
 impl Model {
@@ -270,10 +319,14 @@ impl Model {
         let mut dev = Map::new();
         dev.insert("identifiers".into(), json!([format!("host2mqtt_{}", d.node_id)]));
         dev.insert("name".into(), json!(d.name));
+        // What blueprints' device selectors filter on (integration mqtt,
+        // model_id host2mqtt): only host2mqtt hosts are offered.
+        dev.insert("model_id".into(), json!("host2mqtt"));
         for (k, v) in [
             ("manufacturer", &d.manufacturer),
             ("model", &d.model),
             ("sw_version", &d.sw_version),
+            ("suggested_area", &d.area),
         ] {
             if !v.is_empty() {
                 dev.insert(k.into(), json!(v));
@@ -337,7 +390,7 @@ impl Model {
         if spec.diagnostic {
             c.insert("entity_category".into(), json!("diagnostic"));
         }
-        if !spec.enabled_by_default {
+        if !(self.enable_all || spec.enabled_by_default && enabled_by_default(key)) {
             c.insert("enabled_by_default".into(), json!(false));
         }
         if let Some(word) = &spec.command {
@@ -578,8 +631,10 @@ mod tests {
                 manufacturer: String::new(),
                 model: String::new(),
                 sw_version: String::new(),
+                area: String::new(),
             },
             expire_after: Duration::from_secs(90),
+            enable_all: false,
         }
     }
 
@@ -654,6 +709,69 @@ mod tests {
             m.state_payload(&readings, &[]),
             r#"{"a":12.3,"b":1.5,"c":null,"d":"x\"y","e":true,"f":null}"#
         );
+    }
+
+    #[test]
+    fn headline_entities_are_enabled_and_the_rest_disabled() {
+        for key in [
+            "cpu_usage",
+            "cpu_core3_usage",
+            "load_1m",
+            "memory_used",
+            "disk_root_used",
+            "disk_srv_free",
+            "net_eth0_rx",
+            "last_seen",
+            "updates_available",
+            "container_web_update",
+            "container_web_state",
+            "systemd_system_failed_units",
+            "unit_nginx_service_state",
+        ] {
+            assert!(enabled_by_default(key), "{key} should be enabled");
+        }
+        for key in [
+            "cpu_iowait",
+            "cpu_steal",
+            "disk_root_inodes_used",
+            "diskio_vda_read",
+            "pressure_cpu_some",
+            "processes",
+            "boot_time",
+            "swap_used",
+            "containers_total",
+            "systemd_system_state",
+            "version",
+            "cycle_duration",
+        ] {
+            assert!(!enabled_by_default(key), "{key} should be disabled");
+        }
+    }
+
+    #[test]
+    fn disabled_entities_say_so_unless_all_are_enabled() {
+        let readings = [
+            Reading::new("cpu_usage", "CPU usage", Kind::Percent, 1.0),
+            Reading::new("processes", "Processes", Kind::Count, 1u64),
+        ];
+        let mut m = model();
+        let c = cmps(&m.discovery_payload(&readings.iter().map(EntitySpec::of).collect::<Vec<_>>(), &[]));
+        assert!(c["cpu_usage"].get("enabled_by_default").is_none());
+        assert_eq!(c["processes"]["enabled_by_default"], json!(false));
+        m.enable_all = true;
+        let c = cmps(&m.discovery_payload(&readings.iter().map(EntitySpec::of).collect::<Vec<_>>(), &[]));
+        assert!(c["processes"].get("enabled_by_default").is_none());
+    }
+
+    #[test]
+    fn the_area_is_the_devices_suggested_area() {
+        let mut m = model();
+        let dev = |m: &Model| {
+            serde_json::from_str::<Json>(&m.discovery_payload(&[], &[])).expect("json")["dev"].clone()
+        };
+        assert!(dev(&m).get("suggested_area").is_none());
+        m.device.area = "Servers".into();
+        assert_eq!(dev(&m)["suggested_area"], "Servers");
     }
 
     #[test]

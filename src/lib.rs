@@ -39,6 +39,9 @@
 //!   (re)connect and on HA's birth message, shutdown, the systemd watchdog.
 //!   It publishes through a trait ([`agent::Outbox`]), so its timers are
 //!   tested with paused time.
+//! * [`prometheus`] (opt-in) serves each cycle's readings to Prometheus;
+//!   [`dashboard`] turns the retained discovery of every host into a
+//!   Lovelace dashboard (`host2mqtt dashboard`).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -48,11 +51,13 @@ pub mod collector;
 pub mod config;
 pub mod container;
 pub mod context;
+pub mod dashboard;
 pub mod discovery;
 pub mod error;
 pub mod host;
 pub mod logging;
 pub mod notify;
+pub mod prometheus;
 pub mod reading;
 pub mod session;
 pub mod source;

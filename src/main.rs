@@ -1,4 +1,4 @@
-//! The `host2mqtt` command: `run`, `check`, `purge`.
+//! The `host2mqtt` command: `run`, `check`, `purge`, `dashboard`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,13 @@ enum Command {
     /// Remove this host's device from Home Assistant (empty retained
     /// discovery and availability).
     Purge,
+    /// Print a Lovelace dashboard of every host2mqtt host on the broker
+    /// (from the retained discovery), for HA's raw configuration editor.
+    Dashboard {
+        /// How long to collect retained discovery after connecting.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         Command::Check { json } => check(&cfg, json),
         Command::Run => block_on(run(cfg)),
         Command::Purge => block_on(purge(cfg)),
+        Command::Dashboard { wait } => block_on(dashboard(cfg, wait)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -208,9 +216,18 @@ fn start_session(
 }
 
 async fn run(cfg: Config) -> Result<(), Failure> {
-    let (agent, pokes, opts) = start(&cfg)?;
+    let (mut agent, pokes, opts) = start(&cfg)?;
     let (publisher, events, session) = start_session(opts)?;
     host2mqtt::source::settle(agent.sources(), SOURCE_SETTLE).await;
+    if let Some(listener) = host2mqtt::prometheus::bind(&cfg.prometheus)
+        .await
+        .map_err(Failure::Config)?
+    {
+        let (tx, rx) = tokio::sync::watch::channel(String::new());
+        agent.export_metrics(tx);
+        tracing::info!(listen = %cfg.prometheus.listen, "prometheus endpoint at /metrics");
+        tokio::spawn(host2mqtt::prometheus::serve(listener, rx));
+    }
     agent::run(agent, publisher, agent::Systemd, events, pokes, shutdown_signal()).await;
     // Give the offline message and DISCONNECT a moment to leave.
     if tokio::time::timeout(Duration::from_secs(3), session)
@@ -234,6 +251,62 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
     }
+}
+
+/// Connects, waits until connected, then hands every message for `wait`.
+async fn dashboard(cfg: Config, wait: Duration) -> Result<(), Failure> {
+    let filter = format!("{}/device/+/config", cfg.homeassistant.discovery_prefix);
+    let id = format!("host2mqtt-dashboard-{}", std::process::id());
+    let opts = cfg
+        .mqtt
+        .session_options(id, None, vec![filter.clone()], |name| std::env::var(name).ok())
+        .map_err(Failure::Config)?;
+    let (publisher, mut events, session) = start_session(opts)?;
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
+    let collected = tokio::time::timeout(Duration::from_secs(15) + wait, async {
+        let mut until = None;
+        loop {
+            let deadline = until.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(15));
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(SessionEvent::Connected)) => {
+                    until.get_or_insert(tokio::time::Instant::now() + wait);
+                }
+                Ok(Some(SessionEvent::Message { topic, payload })) => {
+                    messages.retain(|(t, _)| *t != topic);
+                    messages.push((topic, payload));
+                }
+                Ok(Some(SessionEvent::Disconnected)) => {}
+                Ok(None) => return false,
+                Err(_) => return until.is_some(),
+            }
+        }
+    })
+    .await;
+    let _ = publisher.disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
+    if !matches!(collected, Ok(true)) {
+        return Err(anyhow::anyhow!(
+            "could not connect to {}:{} within 15s",
+            cfg.mqtt.host,
+            cfg.mqtt.port
+        )
+        .into());
+    }
+    let hosts = host2mqtt::dashboard::hosts_from_discovery(&messages);
+    if hosts.is_empty() {
+        return Err(anyhow::anyhow!("no host2mqtt device in the retained messages on {filter}").into());
+    }
+    eprintln!(
+        "host2mqtt: {} hosts: {}",
+        hosts.len(),
+        hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    print!("{}", host2mqtt::dashboard::dashboard_yaml(&hosts));
+    Ok(())
 }
 
 async fn purge(cfg: Config) -> Result<(), Failure> {

@@ -113,6 +113,11 @@ pub struct Config {
     /// Device name shown in Home Assistant, at most 255 characters.
     /// Empty: the host name.
     pub device_name: String,
+    /// The area Home Assistant puts the device in when it first sees it
+    /// (such as "Servers"); with one, the host shows on HA's auto-generated
+    /// Overview. Empty: none (the device is then only under Settings →
+    /// Devices). HA keeps the area the user picks later.
+    pub area: String,
     /// The MQTT connection.
     pub mqtt: MqttConfig,
     /// Home Assistant's side of discovery.
@@ -125,6 +130,8 @@ pub struct Config {
     pub containers: ContainersConfig,
     /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
     pub systemd: SystemdConfig,
+    /// The opt-in Prometheus endpoint (see `crate::prometheus`).
+    pub prometheus: crate::prometheus::PrometheusConfig,
 }
 
 impl Default for Config {
@@ -133,12 +140,14 @@ impl Default for Config {
             interval: Duration::from_secs(30),
             node_id: String::new(),
             device_name: String::new(),
+            area: String::new(),
             mqtt: MqttConfig::default(),
             homeassistant: HomeAssistantConfig::default(),
             host: HostConfig::default(),
             collectors: CollectorsConfig::default(),
             containers: ContainersConfig::default(),
             systemd: SystemdConfig::default(),
+            prometheus: crate::prometheus::PrometheusConfig::default(),
         }
     }
 }
@@ -183,6 +192,7 @@ impl Config {
         self.collectors.validate("collectors")?;
         self.containers.validate("containers")?;
         self.systemd.validate("systemd")?;
+        self.prometheus.validate()?;
         Ok(())
     }
 
@@ -210,6 +220,7 @@ impl Config {
             model: os.as_ref().map(|o| o.pretty_name.clone()).unwrap_or_default(),
             sw_version: host::kernel_release(&paths).unwrap_or_default(),
             node_id: node_id.clone(),
+            area: self.area.clone(),
         };
         let topics = Topics::new(
             &self.homeassistant.discovery_prefix,
@@ -221,6 +232,7 @@ impl Config {
             topics,
             device,
             expire_after: self.homeassistant.expire_after(self.interval),
+            enable_all: self.homeassistant.enable_all_entities,
         }
     }
 }

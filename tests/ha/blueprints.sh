@@ -199,8 +199,8 @@ AT_EPOCH=$(($(date +%s) + 100))
 AT=$(TZ=$HA_TZ date -d "@$AT_EPOCH" +%H:%M:%S)
 DAY=$(LC_ALL=C TZ=$HA_TZ date -d "@$AT_EPOCH" +%a | tr 'A-Z' 'a-z')
 DM=$DEV_bpmain DH=$DEV_bphung DD=$DEV_bpdead
-check "host offline (hosts bp-hung, bp-dead; 1 min)" "${B[@]}" create bp_offline host2mqtt/host_offline.yaml \
-  "{\"hosts\":[\"$DH\",\"$DD\"],\"minutes\":1}"
+check "host offline (hosts bp-hung, bp-dead; interval ${INTERVAL_S} s)" "${B[@]}" create bp_offline host2mqtt/host_offline.yaml \
+  "{\"hosts\":[\"$DH\",\"$DD\"],\"interval\":$INTERVAL_S}"
 check "disk filling (bp-main; above 50 % for 1 min; recovery message on)" "${B[@]}" create bp_disk host2mqtt/disk_filling.yaml \
   "{\"hosts\":[\"$DM\"],\"threshold\":50,\"minutes\":1,\"notify_recovery\":true}"
 check "CPU/memory pressure (bp-main; memory used above $MEM_LIMIT % for 1 min; the rest off)" "${B[@]}" create bp_pressure \
