@@ -23,6 +23,9 @@ const LIST_KEYS: &[&str] = &[
     "collectors.diskio.devices_exclude",
     "collectors.network.interfaces_include",
     "collectors.network.interfaces_exclude",
+    "collectors.sensors.include",
+    "collectors.sensors.exclude",
+    "hardware.smart.devices",
     "systemd.system.watch",
     "systemd.system.restart",
     "systemd.user.watch",
@@ -65,6 +68,8 @@ pub struct Config {
     pub containers: crate::container::ContainersConfig,
     /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
     pub systemd: crate::systemd::SystemdConfig,
+    /// NVIDIA GPUs and disk health, from CLIs on their own schedule (see `crate::hardware`).
+    pub hardware: crate::hardware::HardwareConfig,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             collectors: CollectorsConfig::default(),
             containers: crate::container::ContainersConfig::default(),
             systemd: crate::systemd::SystemdConfig::default(),
+            hardware: crate::hardware::HardwareConfig::default(),
         }
     }
 }
@@ -213,6 +219,14 @@ pub struct CollectorsConfig {
     pub diskio: DiskIoConfig,
     pub network: NetworkConfig,
     pub system: Switch,
+    /// Temperatures and fans (hwmon, thermal zones).
+    pub sensors: crate::collector::sensors::SensorsConfig,
+    /// Raspberry Pi under-voltage and throttling.
+    pub rpi: crate::collector::rpi::RpiConfig,
+    /// AMD and Intel GPUs from sysfs.
+    pub gpu: crate::collector::gpu::GpuConfig,
+    /// The host's OOM kill count.
+    pub oom: crate::collector::oom::OomConfig,
 }
 
 /// A collector with nothing to set but on/off.
@@ -513,6 +527,8 @@ impl Config {
         }
         crate::container::validate(&self.containers)?;
         self.systemd.validate()?;
+        self.collectors.sensors.validate()?;
+        self.hardware.validate()?;
         Ok(())
     }
 

@@ -31,6 +31,7 @@ pub mod collector;
 pub mod config;
 pub mod container;
 pub mod discovery;
+pub mod hardware;
 pub mod host;
 pub mod logging;
 pub mod notify;

@@ -17,10 +17,14 @@ pub mod cpu;
 pub mod disk;
 pub mod diskio;
 pub mod filter;
+pub mod gpu;
 pub mod load;
 pub mod memory;
 pub mod network;
+pub mod oom;
 pub mod pressure;
+pub mod rpi;
+pub mod sensors;
 pub mod system;
 #[cfg(test)]
 mod testing;
@@ -149,6 +153,21 @@ pub fn from_config(cfg: &crate::config::Config) -> Vec<Box<dyn Collector>> {
             &c.network,
         )));
     }
+    if c.sensors.enabled {
+        out.push(Box::new(sensors::SensorsCollector::new(
+            paths.clone(),
+            &c.sensors,
+        )));
+    }
+    if c.rpi.enabled {
+        out.push(Box::new(rpi::RpiCollector::new(paths.clone(), &c.rpi)));
+    }
+    if c.gpu.enabled {
+        out.push(Box::new(gpu::GpuCollector::new(paths.clone(), &c.gpu)));
+    }
+    if c.oom.enabled {
+        out.push(Box::new(oom::OomCollector::new(paths.clone(), &c.oom)));
+    }
     if c.system.enabled {
         out.push(Box::new(system::SystemCollector::new(paths)));
     }
@@ -198,11 +217,18 @@ mod tests {
         let all: Vec<_> = from_config(&cfg).iter().map(|c| c.name()).collect();
         assert_eq!(
             all,
-            ["cpu", "load", "memory", "pressure", "disk", "diskio", "network", "system"]
+            [
+                "cpu", "load", "memory", "pressure", "disk", "diskio", "network", "sensors", "rpi", "gpu",
+                "oom", "system"
+            ]
         );
         cfg.collectors.cpu.enabled = false;
         cfg.collectors.disk.enabled = false;
         cfg.collectors.system.enabled = false;
+        cfg.collectors.sensors.enabled = false;
+        cfg.collectors.rpi.enabled = false;
+        cfg.collectors.gpu.enabled = false;
+        cfg.collectors.oom.enabled = false;
         let some: Vec<_> = from_config(&cfg).iter().map(|c| c.name()).collect();
         assert_eq!(some, ["load", "memory", "pressure", "diskio", "network"]);
     }
