@@ -187,7 +187,8 @@ impl NvidiaSource {
 
     /// What HA gets now.
     pub fn state(&self) -> SourceState {
-        let ok = self.latch.failure().is_none();
+        // An absent tool is nothing here, not something broken.
+        let ok = !matches!(self.latch.failure(), Some(Failure::Failed(_)));
         SourceState {
             available: ok,
             readings: readings(&self.gpus, ok),
@@ -335,9 +336,10 @@ mod tests {
         assert_eq!(
             s.state(),
             SourceState {
-                available: false,
+                available: true,
                 readings: vec![]
-            }
+            },
+            "nothing here is nothing broken"
         );
         assert!(matches!(s.latch.failure(), Some(Failure::Absent(_))));
         assert_eq!(s.next_delay(), Duration::from_secs(600));

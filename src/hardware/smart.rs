@@ -365,7 +365,8 @@ impl SmartSource {
 
     /// What HA gets now.
     pub fn state(&self) -> SourceState {
-        let ok = self.latch.failure().is_none();
+        // An absent tool is nothing here, not something broken.
+        let ok = !matches!(self.latch.failure(), Some(Failure::Failed(_)));
         SourceState {
             available: ok,
             readings: self
@@ -669,6 +670,7 @@ mod tests {
         s.refresh().await;
         assert!(matches!(s.latch.failure(), Some(Failure::Absent(_))));
         assert_eq!(s.state().readings, vec![]);
+        assert!(s.state().available, "nothing here is nothing broken");
     }
 
     #[tokio::test]
