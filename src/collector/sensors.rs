@@ -296,7 +296,16 @@ pub struct SensorsCollector {
     /// Keys that once had a plausible value: they keep their entity (with
     /// no value) when the sensor later reads nonsense.
     published: HashSet<String>,
+    /// The sensors found by the last scan: listing the directories and
+    /// reading the labels is most of the cost, and they rarely change.
+    layout: Vec<Sensor>,
+    /// Cycles left before the next scan (0: scan now).
+    cycles_to_rescan: u32,
 }
+
+/// How many cycles a scan of the sensors is reused: a chip that appears
+/// later (a driver loaded after start) shows within this many cycles.
+const RESCAN_EVERY: u32 = 10;
 
 impl SensorsCollector {
     /// A collector reading `<sys>/class/{hwmon,thermal}`.
@@ -306,6 +315,8 @@ impl SensorsCollector {
             filter: NameFilter::for_names("collectors.sensors", &cfg.include, &cfg.exclude),
             fans: cfg.fans,
             published: HashSet::new(),
+            layout: Vec::new(),
+            cycles_to_rescan: 0,
         }
     }
 
@@ -333,7 +344,12 @@ impl Collector for SensorsCollector {
         let mut cpu_max: Option<f64> = None;
         let mut any_cpu = false;
         let mut found = Vec::new();
-        for sensor in discover(&self.paths) {
+        if self.cycles_to_rescan == 0 {
+            self.layout = discover(&self.paths);
+            self.cycles_to_rescan = RESCAN_EVERY;
+        }
+        self.cycles_to_rescan -= 1;
+        for sensor in &self.layout {
             let raw = read_line(&sensor.input);
             if sensor.fan {
                 if !self.fans || !self.filter.allows(&sensor.filter_id()) {
@@ -511,6 +527,37 @@ mod tests {
         let second = collect_once(&mut c, &tick_at(Instant::now(), 30));
         assert_eq!(value_of(&second, "temp_coretemp_package_id_0"), Value::Missing);
         assert_eq!(value_of(&second, "cpu_temperature"), Value::Missing);
+    }
+
+    #[test]
+    fn a_chip_that_appears_later_shows_at_the_next_scan() {
+        let dir = tempfile::Builder::new()
+            .prefix("n1-sensors")
+            .tempdir()
+            .expect("tempdir");
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("class/hwmon/hwmon0/name", "nvme\n");
+        write("class/hwmon/hwmon0/temp1_label", "Composite\n");
+        write("class/hwmon/hwmon0/temp1_input", "38850\n");
+        let paths = HostPaths {
+            sys: dir.path().to_path_buf(),
+            ..HostPaths::default()
+        };
+        let mut c = SensorsCollector::new(paths, &SensorsConfig::default());
+        let start = Instant::now();
+        assert_eq!(collect_once(&mut c, &tick_at(start, 0)).len(), 1);
+        write("class/hwmon/hwmon1/name", "amdgpu\n");
+        write("class/hwmon/hwmon1/temp1_label", "edge\n");
+        write("class/hwmon/hwmon1/temp1_input", "41000\n");
+        let counts: Vec<usize> = (1..=RESCAN_EVERY as u64)
+            .map(|i| collect_once(&mut c, &tick_at(start, i * 30)).len())
+            .collect();
+        assert_eq!(counts.first(), Some(&1), "the scan is reused");
+        assert_eq!(counts.last(), Some(&2), "and redone");
     }
 
     #[test]
