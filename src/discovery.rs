@@ -127,6 +127,25 @@ fn present(kind: Kind) -> Presentation {
         Kind::UpdateAvailable => p("binary_sensor", Some("update"), None, None, None, 1.0),
         Kind::Update => p("update", None, None, None, None, 1.0),
         Kind::Button => p("button", None, None, None, None, 1.0),
+        Kind::Celsius => p(
+            "sensor",
+            Some("temperature"),
+            Some("°C"),
+            measurement,
+            Some(1),
+            1.0,
+        ),
+        // HA has no device class for rotation speed: a plain measurement.
+        Kind::Rpm => p("sensor", None, Some("rpm"), measurement, Some(0), 1.0),
+        Kind::Watts => p("sensor", Some("power"), Some("W"), measurement, Some(1), 1.0),
+        Kind::Megahertz => p(
+            "sensor",
+            Some("frequency"),
+            Some("MHz"),
+            measurement,
+            Some(0),
+            1.0,
+        ),
     }
 }
 
@@ -136,7 +155,7 @@ fn wire_decimals(kind: Kind) -> i32 {
     match kind {
         Kind::Bytes => 3,
         Kind::Load | Kind::Milliseconds => 2,
-        Kind::Count | Kind::Total => 0,
+        Kind::Count | Kind::Total | Kind::Rpm | Kind::Megahertz => 0,
         _ => 1,
     }
 }
@@ -152,11 +171,18 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
             | Kind::Problem
             | Kind::UpdateAvailable
             | Kind::Update
+            | Kind::Celsius
+            | Kind::Watts
+            | Kind::Megahertz
     ) {
         return None;
     }
     let by_prefix: &[(&str, &str)] = &[
         ("cpu_", "mdi:cpu-64-bit"),
+        ("fan_", "mdi:fan"),
+        ("gpu_", "mdi:expansion-card"),
+        ("oom_", "mdi:memory-arrow-down"),
+        ("smart_", "mdi:harddisk"),
         ("load_", "mdi:gauge"),
         ("memory_", "mdi:memory"),
         ("swap_", "mdi:memory"),

@@ -54,6 +54,7 @@ pub mod context;
 pub mod dashboard;
 pub mod discovery;
 pub mod error;
+pub mod hardware;
 pub mod host;
 pub mod logging;
 pub mod notify;

@@ -40,6 +40,14 @@ pub enum Kind {
     Update,
     /// An action the user can trigger: no value, a `command`.
     Button,
+    /// A temperature in degrees Celsius.
+    Celsius,
+    /// A fan speed in revolutions per minute.
+    Rpm,
+    /// A power draw in watts.
+    Watts,
+    /// A clock frequency in megahertz.
+    Megahertz,
 }
 
 /// The state of an [`Kind::Update`] reading.

@@ -82,6 +82,14 @@ collectors! {
     diskio: collector::diskio::DiskIoConfig,
     /// Network throughput per interface.
     network: collector::network::NetworkConfig,
+    /// Temperatures and fans (hwmon, thermal zones).
+    sensors: collector::sensors::SensorsConfig,
+    /// Raspberry Pi under-voltage and throttling.
+    rpi: collector::rpi::RpiConfig,
+    /// AMD and Intel GPUs from sysfs.
+    gpu: collector::gpu::GpuConfig,
+    /// The host's OOM kill count.
+    oom: collector::oom::OomConfig,
     /// Uptime, boot time, processes.
     system: collector::system::SystemConfig,
 }
@@ -130,6 +138,8 @@ pub struct Config {
     pub containers: ContainersConfig,
     /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
     pub systemd: SystemdConfig,
+    /// NVIDIA GPUs and disk health, from CLIs on their own schedule (see `crate::hardware`).
+    pub hardware: crate::hardware::HardwareConfig,
     /// The opt-in Prometheus endpoint (see `crate::prometheus`).
     pub prometheus: crate::prometheus::PrometheusConfig,
 }
@@ -147,6 +157,7 @@ impl Default for Config {
             collectors: CollectorsConfig::default(),
             containers: ContainersConfig::default(),
             systemd: SystemdConfig::default(),
+            hardware: crate::hardware::HardwareConfig::default(),
             prometheus: crate::prometheus::PrometheusConfig::default(),
         }
     }
@@ -192,6 +203,7 @@ impl Config {
         self.collectors.validate("collectors")?;
         self.containers.validate("containers")?;
         self.systemd.validate("systemd")?;
+        self.hardware.validate("hardware")?;
         self.prometheus.validate()?;
         Ok(())
     }
@@ -297,6 +309,7 @@ pub fn build(cfg: &Config) -> Result<Parts, ConfigError> {
     let mut sources = Vec::new();
     sources.extend(cfg.containers.build(&cx));
     sources.extend(cfg.systemd.build(&cx));
+    sources.extend(cfg.hardware.build(&cx));
     Ok(Parts {
         collectors: cfg.collectors.build(&cx),
         sources,
@@ -460,11 +473,18 @@ mod tests {
         };
         assert_eq!(
             names(&cfg),
-            ["cpu", "load", "memory", "pressure", "disk", "diskio", "network", "system"]
+            [
+                "cpu", "load", "memory", "pressure", "disk", "diskio", "network", "sensors", "rpi", "gpu",
+                "oom", "system"
+            ]
         );
         cfg.collectors.cpu.enabled = false;
         cfg.collectors.disk.enabled = false;
         cfg.collectors.system.enabled = false;
+        cfg.collectors.sensors.enabled = false;
+        cfg.collectors.rpi.enabled = false;
+        cfg.collectors.gpu.enabled = false;
+        cfg.collectors.oom.enabled = false;
         assert_eq!(names(&cfg), ["load", "memory", "pressure", "diskio", "network"]);
     }
 

@@ -31,16 +31,18 @@ fn compare(name: &str, actual: &str) {
     );
 }
 
-#[test]
-fn check_json_of_the_fixture_host_matches_golden() {
+/// Runs `check --json` on fixture trees and returns the discovery and the
+/// state payloads as pretty JSON, volatile values masked.
+fn check_json(proc: &str, sys: &str) -> (String, String) {
     let dir = open_tempdir();
     let conf = dir.path().join("c.toml");
     write_file(
         &conf,
         &format!(
-            "node_id = \"golden\"\n[host]\nproc = \"{FIXTURES}/proc/vm/t0\"\nsys = \"{FIXTURES}/sys/vm\"\nroot = \"{FIXTURES}/root/vm\"\n\
-             # Sources reach this machine's engine and buses, not the fixture host.\n\
-             [containers]\nenabled = false\n[systemd.system]\nenabled = false\n"
+            "node_id = \"golden\"\n[host]\nproc = \"{FIXTURES}/{proc}\"\nsys = \"{FIXTURES}/{sys}\"\nroot = \"{FIXTURES}/root/vm\"\n\
+             # Sources reach this machine's engine, buses and tools, not the fixture host.\n\
+             [containers]\nenabled = false\n[systemd.system]\nenabled = false\n\
+             [hardware.nvidia]\nenabled = false\n[hardware.smart]\nenabled = false\n"
         ),
     );
     let out = std::process::Command::new(bin())
@@ -54,7 +56,6 @@ fn check_json_of_the_fixture_host_matches_golden() {
     let discovery = &msgs[1]["payload"];
     let mut discovery_text = serde_json::to_string_pretty(discovery).expect("json");
     discovery_text = discovery_text.replace(&format!("\"{}\"", env!("CARGO_PKG_VERSION")), "\"<version>\"");
-    compare("discovery.json", &(discovery_text + "\n"));
 
     let mut state = msgs[2]["payload"].as_object().expect("state object").clone();
     for (k, v) in state.iter_mut() {
@@ -62,6 +63,24 @@ fn check_json_of_the_fixture_host_matches_golden() {
             *v = serde_json::Value::String("<varies>".into());
         }
     }
-    let state_text = serde_json::to_string_pretty(&state).expect("json") + "\n";
-    compare("state.json", &state_text);
+    (
+        discovery_text + "\n",
+        serde_json::to_string_pretty(&state).expect("json") + "\n",
+    )
+}
+
+#[test]
+fn check_json_of_the_fixture_host_matches_golden() {
+    let (discovery, state) = check_json("proc/vm/t0", "sys/vm");
+    compare("discovery.json", &discovery);
+    compare("state.json", &state);
+}
+
+/// The hardware entities (temperatures, fans, GPU, OOM kills) of the AMD
+/// desktop sysfs fixture, on the VM's /proc.
+#[test]
+fn check_json_of_the_amd_desktop_sensors_matches_golden() {
+    let (discovery, state) = check_json("proc/oom", "sys/amd");
+    compare("amd-discovery.json", &discovery);
+    compare("amd-state.json", &state);
 }

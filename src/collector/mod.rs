@@ -22,10 +22,14 @@ pub mod cpu;
 pub mod disk;
 pub mod diskio;
 pub mod filter;
+pub mod gpu;
 pub mod load;
 pub mod memory;
 pub mod network;
+pub mod oom;
 pub mod pressure;
+pub mod rpi;
+pub mod sensors;
 pub mod system;
 #[cfg(test)]
 mod testing;
