@@ -14,6 +14,9 @@ pub enum Kind {
     Bytes,
     /// A rate in bytes per second.
     BytesPerSecond,
+    /// A byte counter that only grows (bytes received since boot); a drop
+    /// is a reset, which HA's statistics handle.
+    BytesTotal,
     /// A duration in milliseconds.
     Milliseconds,
     /// A point in time.

@@ -19,6 +19,7 @@ pub mod diskio;
 pub mod filter;
 pub mod load;
 pub mod memory;
+pub mod ifaddr;
 pub mod network;
 pub mod pressure;
 pub mod system;
