@@ -65,6 +65,8 @@ pub struct Config {
     pub containers: crate::container::ContainersConfig,
     /// systemd's managers over D-Bus and "reboot required" (see `crate::systemd`).
     pub systemd: crate::systemd::SystemdConfig,
+    /// Pending OS updates (see `crate::osupdate`).
+    pub os_updates: crate::osupdate::OsUpdatesConfig,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             collectors: CollectorsConfig::default(),
             containers: crate::container::ContainersConfig::default(),
             systemd: crate::systemd::SystemdConfig::default(),
+            os_updates: crate::osupdate::OsUpdatesConfig::default(),
         }
     }
 }
@@ -512,6 +515,7 @@ impl Config {
             }
         }
         crate::container::validate(&self.containers)?;
+        crate::osupdate::validate(&self.os_updates)?;
         self.systemd.validate()?;
         Ok(())
     }

@@ -463,12 +463,15 @@ fn write_value(out: &mut String, r: &Reading) {
             let _ = write!(out, "\"{}\"", format_timestamp(*t));
         }
         (Value::Update(u), _) => {
-            let v = json!({
+            let mut v = json!({
                 "installed_version": u.installed,
                 "latest_version": u.latest,
                 "title": u.title,
                 "in_progress": u.in_progress,
             });
+            if let Some(s) = &u.summary {
+                v["release_summary"] = json!(s);
+            }
             out.push_str(&v.to_string());
         }
         // An update whose state is unknown: an empty object, which HA

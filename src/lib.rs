@@ -34,6 +34,7 @@ pub mod discovery;
 pub mod host;
 pub mod logging;
 pub mod notify;
+pub mod osupdate;
 pub mod reading;
 pub mod session;
 pub mod source;

@@ -56,6 +56,8 @@ pub struct Update {
     pub title: String,
     /// An install is running.
     pub in_progress: bool,
+    /// HA's release summary: what the update brings, in a line.
+    pub summary: Option<String>,
 }
 
 /// One value. `Missing` is a value we know we cannot give this cycle (a rate

@@ -133,5 +133,6 @@ pub fn from_config(cfg: &crate::config::Config, poke: mpsc::Sender<()>) -> Vec<S
     let mut sources = Vec::new();
     sources.extend(crate::container::sources(cfg, &poke));
     sources.extend(crate::systemd::sources(cfg, &poke));
+    sources.extend(crate::osupdate::sources(cfg, &poke));
     sources
 }
