@@ -179,6 +179,7 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         ("version", "mdi:tag"),
         ("containers_", "mdi:docker"),
         ("container_", "mdi:docker"),
+        ("compose_", "mdi:docker"),
         ("updates_", "mdi:package-up"),
         ("systemd_", "mdi:cog-outline"),
         ("unit_", "mdi:cog-outline"),
