@@ -48,13 +48,27 @@ fn docker_engine_states_health_oom_kills_and_a_degraded_compose_project_reach_a_
     run("d_restart", &["--restart", "always"], &["sh", "-c", "exit 1"]);
     run(
         "d_sick",
-        &["--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1"],
+        &[
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+        ],
         &["sleep", "1000"],
     );
     // Doubles a string until the 8 MiB limit: the kernel's OOM killer ends it.
     run(
         "d_oom",
-        &["-m", "8m", "--memory-swap", "8m", "--label", "host2mqtt.enable=true"],
+        &[
+            "-m",
+            "8m",
+            "--memory-swap",
+            "8m",
+            "--label",
+            "host2mqtt.enable=true",
+        ],
         &["sh", "-c", "x=a; while true; do x=$x$x; done"],
     );
     env.docker(&["wait", "d_exit"]);
@@ -100,18 +114,29 @@ fn docker_engine_states_health_oom_kills_and_a_degraded_compose_project_reach_a_
     assert_eq!(s["container_d_pause_state"], "paused");
     assert_eq!(s["container_d_exit_state"], "exited");
     assert_eq!(s["attrs"]["container_d_exit_state"]["exit_code"], 3);
-    assert_eq!(s["container_d_exit_oom_killed"], false, "exit 3 is not an OOM kill: {s}");
+    assert_eq!(
+        s["container_d_exit_oom_killed"], false,
+        "exit 3 is not an OOM kill: {s}"
+    );
     assert_eq!(s["container_d_oom_state"], "exited");
     assert_eq!(s["attrs"]["container_d_oom_state"]["exit_code"], 137);
     assert_eq!(s["container_d_oom_oom_killed"], true, "{s}");
     assert_eq!(s["container_d_run_oom_killed"], false);
-    assert!(s["attrs"]["container_d_restart_state"]["restart_count"].is_null(), "only stopped ones are inspected");
+    assert!(
+        s["attrs"]["container_d_restart_state"]["restart_count"].is_null(),
+        "only stopped ones are inspected"
+    );
     assert_eq!(s[running.as_str()], 1, "{s}");
     let attrs = &s["attrs"][degraded.as_str()];
     assert_eq!(attrs["total"], 2, "{s}");
-    assert_eq!(attrs["problems"], serde_json::json!([format!("{worker}: exited (2)")]));
+    assert_eq!(
+        attrs["problems"],
+        serde_json::json!([format!("{worker}: exited (2)")])
+    );
 
-    let d = discovery_where(&rec, node, SECS(10), |d| d["cmps"].get(degraded.as_str()).is_some());
+    let d = discovery_where(&rec, node, SECS(10), |d| {
+        d["cmps"].get(degraded.as_str()).is_some()
+    });
     let cmps = &d["cmps"];
     assert_eq!(cmps[degraded.as_str()]["p"], "binary_sensor");
     assert_eq!(cmps[degraded.as_str()]["device_class"], "problem");

@@ -24,10 +24,12 @@ impl Addresses {
     /// The one address a person copies: the first IPv4, else the first
     /// non-link-local IPv6.
     pub fn primary(&self) -> Option<String> {
-        self.ipv4
-            .first()
-            .map(ToString::to_string)
-            .or_else(|| self.ipv6.iter().find(|a| !is_link_local(a)).map(ToString::to_string))
+        self.ipv4.first().map(ToString::to_string).or_else(|| {
+            self.ipv6
+                .iter()
+                .find(|a| !is_link_local(a))
+                .map(ToString::to_string)
+        })
     }
 }
 
@@ -128,7 +130,10 @@ pub fn add_getaddr_dump(bytes: &[u8], out: &mut ByInterface) -> DumpPart {
         match kind {
             NLMSG_DONE => part.done = true,
             NLMSG_ERROR => {
-                let errno = msg.get(16..20).and_then(|e| e.try_into().ok()).map(i32::from_ne_bytes);
+                let errno = msg
+                    .get(16..20)
+                    .and_then(|e| e.try_into().ok())
+                    .map(i32::from_ne_bytes);
                 part.error = errno.filter(|e| *e != 0).map(|e| -e);
                 part.done = true;
             }

@@ -82,11 +82,10 @@ impl NetworkCollector {
             }
             _ => {}
         }
-        match read_optional(&self.paths.proc("net/if_inet6")) {
-            Ok(Some(text)) => ifaddr::add_if_inet6(&text, &mut out),
-            // No IPv6 in this kernel, or /proc unreadable: the counters
-            // below fail loudly in the second case.
-            Ok(None) | Err(_) => {}
+        // No file: no IPv6 in this kernel. An unreadable /proc fails the
+        // counters below loudly, so it is not reported twice.
+        if let Ok(Some(text)) = read_optional(&self.paths.proc("net/if_inet6")) {
+            ifaddr::add_if_inet6(&text, &mut out);
         }
         out
     }
@@ -182,9 +181,17 @@ pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
     let a = addresses.unwrap_or(&empty);
     let mut attrs = serde_json::Map::new();
     let list = |v: Vec<String>| serde_json::Value::from(v);
-    attrs.insert("ipv4".into(), list(a.ipv4.iter().map(ToString::to_string).collect()));
-    attrs.insert("ipv6".into(), list(a.ipv6.iter().map(ToString::to_string).collect()));
-    let value = a.primary().map_or(crate::reading::Value::Missing, crate::reading::Value::Text);
+    attrs.insert(
+        "ipv4".into(),
+        list(a.ipv4.iter().map(ToString::to_string).collect()),
+    );
+    attrs.insert(
+        "ipv6".into(),
+        list(a.ipv6.iter().map(ToString::to_string).collect()),
+    );
+    let value = a
+        .primary()
+        .map_or(crate::reading::Value::Missing, crate::reading::Value::Text);
     Reading::new(
         key(&["net", name, "address"]),
         format!("Network {name} address"),
@@ -231,10 +238,7 @@ mod tests {
         let start = Instant::now();
         let mut c = collector("proc/vm/t0", &NetworkConfig::default());
         let first = collect_once(&mut c, &tick_at(start, 0));
-        assert_eq!(
-            rates(&first),
-            [missing("net_eth0_rx"), missing("net_eth0_tx")]
-        );
+        assert_eq!(rates(&first), [missing("net_eth0_rx"), missing("net_eth0_tx")]);
         c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
         let second = collect_once(&mut c, &tick_at(start, 10));
         // eth0: 1915957 bytes in and 16207 out in the 10 s between.

@@ -13,8 +13,8 @@ use tokio::time::MissedTickBehavior;
 
 use super::engine::{default_sockets, Api, Connection, Engine, EngineError};
 use super::model::{
-    count, cpu_percent, parse_docker_stats, parse_inspect, parse_libpod_stats, parse_list, projects, Container,
-    Counts, Inspected, Project, Sample, STATES,
+    count, cpu_percent, parse_docker_stats, parse_inspect, parse_libpod_stats, parse_list, projects,
+    Container, Counts, Inspected, Project, Sample, STATES,
 };
 use super::{ApiChoice, ContainersConfig};
 use crate::reading::{key, Kind, Reading, Value};
@@ -380,7 +380,11 @@ async fn fetch_stats(
 /// stopped, restart or died: one inspect call each, only for those (a
 /// running container's OOMKilled is false: the engine clears it on start).
 /// A failed call leaves the value unknown this cycle.
-async fn fetch_inspect(conn: &mut Connection, api: Api, selected: &[&Container]) -> HashMap<String, Inspected> {
+async fn fetch_inspect(
+    conn: &mut Connection,
+    api: Api,
+    selected: &[&Container],
+) -> HashMap<String, Inspected> {
     let mut out = HashMap::new();
     for c in selected
         .iter()
@@ -510,7 +514,9 @@ pub fn container_readings(
         let oom = if c.is_up() {
             Value::Bool(false)
         } else {
-            inspected.get(&c.id).map_or(Value::Missing, |i| Value::Bool(i.oom_killed))
+            inspected
+                .get(&c.id)
+                .map_or(Value::Missing, |i| Value::Bool(i.oom_killed))
         };
         out.push(
             Reading::new(
@@ -723,7 +729,10 @@ mod tests {
         assert_eq!(r[1].value, Value::Bool(true));
         assert_eq!(r[1].kind, Kind::Problem);
         let attrs = r[1].attributes.clone().expect("attrs");
-        assert_eq!(attrs["problems"], serde_json::json!(["shop_worker_1: exited (2)"]));
+        assert_eq!(
+            attrs["problems"],
+            serde_json::json!(["shop_worker_1: exited (2)"])
+        );
         assert_eq!(attrs["total"], 3);
     }
 }

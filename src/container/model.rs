@@ -769,7 +769,13 @@ mod tests {
     #[test]
     fn inspect_tells_an_oom_kill_from_a_plain_exit() {
         let oom = parse_inspect(&docker("20.10.24/inspect-oom.json")).expect("parses");
-        assert_eq!(oom, Inspected { oom_killed: true, restart_count: 0 });
+        assert_eq!(
+            oom,
+            Inspected {
+                oom_killed: true,
+                restart_count: 0
+            }
+        );
         let run = parse_inspect(&docker("20.10.24/inspect-running.json")).expect("parses");
         assert!(!run.oom_killed);
     }

@@ -83,8 +83,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apt/").to_string() + name)
-            .expect("fixture")
+        std::fs::read_to_string(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apt/").to_string() + name,
+        )
+        .expect("fixture")
     }
 
     #[test]
@@ -92,11 +94,19 @@ mod tests {
         let sim = parse_simulation(&fixture("debian12-pending.txt")).expect("parses");
         assert_eq!(sim.packages.len(), 118);
         assert_eq!(sim.held_back, 0);
-        let base = sim.packages.iter().find(|p| p.name == "base-files").expect("base-files");
+        let base = sim
+            .packages
+            .iter()
+            .find(|p| p.name == "base-files")
+            .expect("base-files");
         assert_eq!(base.from.as_deref(), Some("12.4+deb12u11"));
         assert_eq!(base.to, "12.4+deb12u15");
         assert!(!base.security);
-        let gcrypt = sim.packages.iter().find(|p| p.name == "libgcrypt20").expect("libgcrypt20");
+        let gcrypt = sim
+            .packages
+            .iter()
+            .find(|p| p.name == "libgcrypt20")
+            .expect("libgcrypt20");
         assert!(gcrypt.security, "{gcrypt:?}");
     }
 
@@ -108,10 +118,18 @@ mod tests {
 
     #[test]
     fn output_without_the_summary_is_an_error_not_zero_updates() {
-        let err = parse_simulation("E: Could not open lock file /var/lib/dpkg/lock-frontend\n").expect_err("error");
+        let err =
+            parse_simulation("E: Could not open lock file /var/lib/dpkg/lock-frontend\n").expect_err("error");
         assert!(err.contains("summary"), "{err}");
-        let cut: String = fixture("debian12-pending.txt").lines().take(40).collect::<Vec<_>>().join("\n");
-        assert!(parse_simulation(&cut).is_err(), "a cut-off output is not a smaller list");
+        let cut: String = fixture("debian12-pending.txt")
+            .lines()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            parse_simulation(&cut).is_err(),
+            "a cut-off output is not a smaller list"
+        );
     }
 
     #[test]

@@ -105,7 +105,10 @@ pub fn validate(c: &OsUpdatesConfig) -> Result<(), ConfigError> {
         ));
     }
     if c.timeout < Duration::from_secs(1) {
-        return Err(key("os_updates.timeout", "expected a duration of at least 1s, such as \"5m\""));
+        return Err(key(
+            "os_updates.timeout",
+            "expected a duration of at least 1s, such as \"5m\"",
+        ));
     }
     Ok(())
 }
@@ -322,10 +325,17 @@ pub struct Checker {
 
 impl Checker {
     /// The checker for `manager` on the host at `paths`.
-    pub fn new(manager: Manager, paths: &HostPaths, cfg: &OsUpdatesConfig, system_bus: Option<String>) -> Self {
+    pub fn new(
+        manager: Manager,
+        paths: &HostPaths,
+        cfg: &OsUpdatesConfig,
+        system_bus: Option<String>,
+    ) -> Self {
         let program = match manager {
             Manager::Apt => "apt-get",
-            Manager::Dnf if paths.root("/usr/bin/dnf").exists() || !paths.root("/usr/bin/dnf5").exists() => "dnf",
+            Manager::Dnf if paths.root("/usr/bin/dnf").exists() || !paths.root("/usr/bin/dnf5").exists() => {
+                "dnf"
+            }
             Manager::Dnf => "dnf5",
             Manager::RpmOstree => "rpm-ostree",
             Manager::UpdateEngine => "",
@@ -394,7 +404,9 @@ impl Checker {
                 })
             }
             Manager::Dnf => {
-                let root = self.foreign_root().map(|r| format!("--installroot={}", r.display()));
+                let root = self
+                    .foreign_root()
+                    .map(|r| format!("--installroot={}", r.display()));
                 let mut args: Vec<&str> = Vec::new();
                 if let Some(r) = &root {
                     args.push(r);
@@ -470,7 +482,8 @@ pub fn update_engine_check(base: Check, operation: &str, new_version: &str) -> C
             | "UPDATE_STATUS_UPDATED_NEED_REBOOT"
     );
     Check {
-        newer: (found && !new_version.is_empty() && new_version != base.installed).then(|| new_version.to_string()),
+        newer: (found && !new_version.is_empty() && new_version != base.installed)
+            .then(|| new_version.to_string()),
         in_progress: matches!(
             operation,
             "UPDATE_STATUS_DOWNLOADING" | "UPDATE_STATUS_VERIFYING" | "UPDATE_STATUS_FINALIZING"
@@ -500,7 +513,12 @@ impl OsUpdatesSource {
     pub fn state(&self) -> SourceState {
         SourceState {
             available: self.error.is_none(),
-            readings: readings(&self.title, self.checker.manager, self.last.as_ref(), self.error.as_deref()),
+            readings: readings(
+                &self.title,
+                self.checker.manager,
+                self.last.as_ref(),
+                self.error.as_deref(),
+            ),
         }
     }
 
@@ -511,7 +529,10 @@ impl OsUpdatesSource {
         match self.checker.check().await {
             Ok(check) => {
                 if self.error.take().is_some() {
-                    tracing::info!(manager = self.checker.manager.name(), "OS update check works again");
+                    tracing::info!(
+                        manager = self.checker.manager.name(),
+                        "OS update check works again"
+                    );
                 }
                 tracing::debug!(
                     manager = self.checker.manager.name(),
@@ -563,7 +584,10 @@ pub fn spawnable(
         last: None,
         error: None,
     };
-    tracing::info!(manager = manager.name(), "OS updates: checking with this package manager");
+    tracing::info!(
+        manager = manager.name(),
+        "OS updates: checking with this package manager"
+    );
     let initial = source.state();
     Some(wire(NAME, initial, poke, move |ctx| source.run(ctx)))
 }
@@ -571,7 +595,8 @@ pub fn spawnable(
 /// The source `[os_updates]` enables, wired to `poke` (one wiring line
 /// for the lead's `build(cx)` port).
 pub fn sources(cfg: &crate::config::Config, poke: &mpsc::Sender<()>) -> Vec<Spawnable> {
-    let bus = crate::systemd::config::ManagerKind::System.address(&cfg.systemd.system.address, |k| std::env::var(k).ok());
+    let bus = crate::systemd::config::ManagerKind::System
+        .address(&cfg.systemd.system.address, |k| std::env::var(k).ok());
     spawnable(&cfg.os_updates, &cfg.host_paths(), bus, poke.clone())
         .into_iter()
         .collect()

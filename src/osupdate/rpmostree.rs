@@ -80,7 +80,13 @@ mod tests {
     #[test]
     fn an_idle_host_has_its_booted_version_and_nothing_newer() {
         let s = parse_status(&fixture("fcos-idle-zincati.json")).expect("parses");
-        assert_eq!(s, Status { booted: "30.1".into(), newer: None });
+        assert_eq!(
+            s,
+            Status {
+                booted: "30.1".into(),
+                newer: None
+            }
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub fn available(test: &str) -> bool {
     } else {
         "dockerd, docker-compose or busybox is missing (apt-get install -y docker.io docker-compose busybox-static)"
     };
-    assert!(!in_ci(), "{test}: {why}; CI=true, so this is a failure, not a skip");
+    assert!(
+        !in_ci(),
+        "{test}: {why}; CI=true, so this is a failure, not a skip"
+    );
     eprintln!("SKIPPED {test}: {why}");
     false
 }
