@@ -120,7 +120,12 @@ fn docker_engine_states_health_oom_kills_and_a_degraded_compose_project_reach_a_
     );
     assert_eq!(s["container_d_oom_state"], "exited");
     assert_eq!(s["attrs"]["container_d_oom_state"]["exit_code"], 137);
-    assert_eq!(s["container_d_oom_oom_killed"], true, "{s}");
+    // What the engine says, whichever way: dockerd 20.10 on this machine
+    // kind flags some memcg OOM kills and misses others (the kernel log
+    // shows the kill, `docker events` no "oom"); the unit tests cover a
+    // flagged one (tests/fixtures/docker/20.10.24/inspect-oom.json).
+    let flagged = env.docker(&["inspect", "-f", "{{.State.OOMKilled}}", "d_oom"]);
+    assert_eq!(s["container_d_oom_oom_killed"], flagged.trim() == "true", "{s}");
     assert_eq!(s["container_d_run_oom_killed"], false);
     assert!(
         s["attrs"]["container_d_restart_state"]["restart_count"].is_null(),

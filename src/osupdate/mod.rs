@@ -214,13 +214,14 @@ impl Check {
         out.push_str(": ");
         for (i, p) in self.packages.iter().enumerate() {
             let item = format!("{}{} {}", if i > 0 { ", " } else { "" }, p.name, p.to);
-            let rest = format!(", … and {} more", n - i);
+            let rest = format!(", … and {} more.", n - i);
             if out.len() + item.len() + rest.len() > 255 {
-                out.push_str(&format!("{}… and {} more", if i > 0 { ", " } else { "" }, n - i));
+                out.push_str(&format!("{}… and {} more.", if i > 0 { ", " } else { "" }, n - i));
                 return Some(out);
             }
             out.push_str(&item);
         }
+        out.push('.');
         Some(out)
     }
 }

@@ -65,7 +65,7 @@ async fn apt_pending_updates_become_an_update_entity_and_a_count() {
     assert!(summary.starts_with("118 package updates ("), "{summary}");
     assert!(summary.contains("base-files 12.4+deb12u15"), "{summary}");
     assert!(
-        summary.chars().count() <= 255 && summary.ends_with("more"),
+        summary.chars().count() <= 255 && summary.ends_with("more."),
         "{summary}"
     );
     let attrs = get(&r, "os_updates_pending").attributes.clone().expect("attrs");
