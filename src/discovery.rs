@@ -97,8 +97,10 @@ fn present(kind: Kind) -> Presentation {
     let measurement = Some("measurement");
     match kind {
         Kind::Percent => p("sensor", None, Some("%"), measurement, Some(1), 1.0),
-        // Sizes in GiB and rates in KiB/s, as HA's own System Monitor does:
-        // raw bytes read badly on a dashboard, and HA can still convert.
+        // Sizes in GiB (as HA's System Monitor shows disks) and rates in
+        // KiB/s: raw bytes read badly on a dashboard. (System Monitor shows
+        // network rates in MB/s and totals in MiB.) The device classes let
+        // a user pick another unit per entity in HA, which converts.
         Kind::Bytes => p(
             "sensor",
             Some("data_size"),
@@ -114,6 +116,16 @@ fn present(kind: Kind) -> Presentation {
             measurement,
             Some(1),
             1024.0,
+        ),
+        // MiB, as System Monitor's network in/out: GiB hides a day's
+        // traffic on a quiet link, bytes are unreadable.
+        Kind::BytesTotal => p(
+            "sensor",
+            Some("data_size"),
+            Some("MiB"),
+            Some("total_increasing"),
+            Some(1),
+            1024.0 * 1024.0,
         ),
         Kind::Milliseconds => p("sensor", Some("duration"), Some("ms"), measurement, Some(2), 1.0),
         Kind::Timestamp => p("sensor", Some("timestamp"), None, None, None, 1.0),
@@ -154,7 +166,7 @@ fn present(kind: Kind) -> Presentation {
 fn wire_decimals(kind: Kind) -> i32 {
     match kind {
         Kind::Bytes => 3,
-        Kind::Load | Kind::Milliseconds => 2,
+        Kind::Load | Kind::Milliseconds | Kind::BytesTotal => 2,
         Kind::Count | Kind::Total | Kind::Rpm | Kind::Megahertz => 0,
         _ => 1,
     }
@@ -167,6 +179,7 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         Kind::Timestamp
             | Kind::Bytes
             | Kind::BytesPerSecond
+            | Kind::BytesTotal
             | Kind::Milliseconds
             | Kind::Problem
             | Kind::UpdateAvailable
@@ -188,6 +201,7 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         ("swap_", "mdi:memory"),
         ("pressure_", "mdi:gauge-full"),
         ("disk_", "mdi:harddisk"),
+        ("net_", "mdi:ip-network"),
         ("processes", "mdi:cogs"),
         ("os", "mdi:linux"),
         ("kernel", "mdi:linux"),
@@ -195,6 +209,7 @@ fn icon(key: &str, kind: Kind) -> Option<&'static str> {
         ("version", "mdi:tag"),
         ("containers_", "mdi:docker"),
         ("container_", "mdi:docker"),
+        ("compose_", "mdi:docker"),
         ("updates_", "mdi:package-up"),
         ("systemd_", "mdi:cog-outline"),
         ("unit_", "mdi:cog-outline"),
@@ -528,12 +543,15 @@ fn write_value(out: &mut String, r: &Reading) {
             let _ = write!(out, "\"{}\"", format_timestamp(*t));
         }
         (Value::Update(u), _) => {
-            let v = json!({
+            let mut v = json!({
                 "installed_version": u.installed,
                 "latest_version": u.latest,
                 "title": u.title,
                 "in_progress": u.in_progress,
             });
+            if let Some(s) = &u.summary {
+                v["release_summary"] = json!(s);
+            }
             out.push_str(&v.to_string());
         }
         // An update whose state is unknown: an empty object, which HA

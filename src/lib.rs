@@ -58,6 +58,7 @@ pub mod hardware;
 pub mod host;
 pub mod logging;
 pub mod notify;
+pub mod osupdate;
 pub mod prometheus;
 pub mod reading;
 pub mod session;

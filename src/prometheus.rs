@@ -447,6 +447,7 @@ mod tests {
                     latest: "b".into(),
                     title: "img".into(),
                     in_progress: false,
+                    summary: None,
                 }),
             ),
             Reading::new("updates_apply", "Apply", Kind::Button, Value::Missing),

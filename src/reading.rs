@@ -14,6 +14,9 @@ pub enum Kind {
     Bytes,
     /// A rate in bytes per second.
     BytesPerSecond,
+    /// A byte counter that only grows (bytes received since boot); a drop
+    /// is a reset, which HA's statistics handle.
+    BytesTotal,
     /// A duration in milliseconds.
     Milliseconds,
     /// A point in time.
@@ -61,6 +64,8 @@ pub struct Update {
     pub title: String,
     /// An install is running.
     pub in_progress: bool,
+    /// HA's release summary: what the update brings, in a line.
+    pub summary: Option<String>,
 }
 
 /// One value. `Missing` is a value we know we cannot give this cycle (a rate

@@ -140,6 +140,8 @@ pub struct Config {
     pub systemd: SystemdConfig,
     /// NVIDIA GPUs and disk health, from CLIs on their own schedule (see `crate::hardware`).
     pub hardware: crate::hardware::HardwareConfig,
+    /// Pending OS updates (see `crate::osupdate`).
+    pub os_updates: crate::osupdate::OsUpdatesConfig,
     /// The opt-in Prometheus endpoint (see `crate::prometheus`).
     pub prometheus: crate::prometheus::PrometheusConfig,
 }
@@ -158,6 +160,7 @@ impl Default for Config {
             containers: ContainersConfig::default(),
             systemd: SystemdConfig::default(),
             hardware: crate::hardware::HardwareConfig::default(),
+            os_updates: crate::osupdate::OsUpdatesConfig::default(),
             prometheus: crate::prometheus::PrometheusConfig::default(),
         }
     }
@@ -204,6 +207,7 @@ impl Config {
         self.containers.validate("containers")?;
         self.systemd.validate("systemd")?;
         self.hardware.validate("hardware")?;
+        self.os_updates.validate("os_updates")?;
         self.prometheus.validate()?;
         Ok(())
     }
@@ -310,6 +314,7 @@ pub fn build(cfg: &Config) -> Result<Parts, ConfigError> {
     sources.extend(cfg.containers.build(&cx));
     sources.extend(cfg.systemd.build(&cx));
     sources.extend(cfg.hardware.build(&cx));
+    sources.extend(cfg.os_updates.build(&cx, &cfg.systemd.system.address));
     Ok(Parts {
         collectors: cfg.collectors.build(&cx),
         sources,

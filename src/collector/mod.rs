@@ -23,6 +23,7 @@ pub mod disk;
 pub mod diskio;
 pub mod filter;
 pub mod gpu;
+pub mod ifaddr;
 pub mod load;
 pub mod memory;
 pub mod network;

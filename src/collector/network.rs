@@ -1,4 +1,5 @@
-//! Network throughput per interface from `<proc>/net/dev`.
+//! Per interface: throughput and total bytes from `<proc>/net/dev`, and
+//! the addresses (see [`super::ifaddr`]) as a text entity with attributes.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,13 +10,15 @@ use procfs_core::{FromRead, ProcError};
 use serde::Deserialize;
 
 use super::filter::NameFilter;
+use super::ifaddr::{self, Addresses, ByInterface};
 use super::CollectorSection;
-use super::{rate_per_second, read_parsed, CollectError, Collector, Tick};
+use super::{rate_per_second, read_optional, read_parsed, CollectError, Collector, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
 
-/// Reports bytes received and sent per second per interface.
+/// Reports bytes received and sent per second and in total per interface,
+/// and its addresses.
 #[derive(Debug)]
 pub struct NetworkCollector {
     /// Where the host's /proc is.
@@ -25,6 +28,10 @@ pub struct NetworkCollector {
     /// Each interface's counters at the previous cycle; an interface not
     /// seen then gets missing rates this cycle.
     prev: HashMap<String, InterfaceCounters>,
+    /// Where the IPv4 addresses come from: the kernel, or a fixture in tests.
+    dump_ipv4: fn(&mut ByInterface) -> std::io::Result<()>,
+    /// The IPv4 dump failure has been logged (once, and its recovery once).
+    ipv4_failing: bool,
 }
 
 /// Cumulative bytes of one interface at one moment.
@@ -41,6 +48,7 @@ pub struct InterfaceCounters {
 impl NetworkCollector {
     /// A collector with the filters of `config`, compiled once here.
     pub fn new(paths: HostPaths, config: &NetworkConfig) -> Self {
+        let real_procfs = is_symlink(&paths.proc("net"));
         NetworkCollector {
             paths,
             interfaces: NameFilter::for_names(
@@ -49,7 +57,40 @@ impl NetworkCollector {
                 &config.interfaces_exclude,
             ),
             prev: HashMap::new(),
+            // rtnetlink answers for the namespace the agent runs in, which
+            // is the one `<proc>/net` shows when that is a real procfs (a
+            // `self/net` symlink, also under a /host/proc mount); a copied
+            // tree (fixtures) is another host, so no IPv4 from here then.
+            dump_ipv4: if real_procfs {
+                ifaddr::dump_ipv4
+            } else {
+                |_| Ok(())
+            },
+            ipv4_failing: false,
         }
+    }
+
+    /// Every interface's addresses. Missing addresses are not a failed
+    /// cycle: the counters still count, the address entity shows none.
+    fn addresses(&mut self) -> ByInterface {
+        let mut out = ByInterface::new();
+        match ((self.dump_ipv4)(&mut out), self.ipv4_failing) {
+            (Err(error), false) => {
+                tracing::warn!(%error, "cannot ask the kernel for IPv4 addresses (rtnetlink); address entities show IPv6 only");
+                self.ipv4_failing = true;
+            }
+            (Ok(()), true) => {
+                tracing::info!("IPv4 addresses readable again");
+                self.ipv4_failing = false;
+            }
+            _ => {}
+        }
+        // No file: no IPv6 in this kernel. An unreadable /proc fails the
+        // counters below loudly, so it is not reported twice.
+        if let Ok(Some(text)) = read_optional(&self.paths.proc("net/if_inet6")) {
+            ifaddr::add_if_inet6(&text, &mut out);
+        }
+        out
     }
 }
 
@@ -67,6 +108,7 @@ impl Collector for NetworkCollector {
             .filter(|d| self.interfaces.allows(&d.name))
             .collect();
         interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let addresses = self.addresses();
         let mut next = HashMap::new();
         for dev in interfaces {
             let now = InterfaceCounters {
@@ -75,6 +117,7 @@ impl Collector for NetworkCollector {
                 at: tick.mono,
             };
             out.extend(network_readings(&dev.name, self.prev.get(&dev.name), &now));
+            out.push(address_reading(&dev.name, addresses.get(&dev.name)));
             next.insert(dev.name, now);
         }
         self.prev = next;
@@ -82,19 +125,24 @@ impl Collector for NetworkCollector {
     }
 }
 
+fn is_symlink(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// Parses /proc/net/dev with procfs-core.
 pub fn parse_net_dev(text: &str) -> Result<InterfaceDeviceStatus, ProcError> {
     InterfaceDeviceStatus::from_read(text.as_bytes())
 }
 
-/// The receive and send rates of interface `name` since `prev`; missing
-/// without an earlier sample or after the counters went backwards (the
-/// interface was re-created).
+/// The receive and send rates of interface `name` since `prev` (missing
+/// without an earlier sample or after the counters went backwards: the
+/// interface was re-created), then the totals as the kernel counts them
+/// (HA's `total_increasing` takes a drop as a counter reset).
 pub fn network_readings(
     name: &str,
     prev: Option<&InterfaceCounters>,
     now: &InterfaceCounters,
-) -> [Reading; 2] {
+) -> [Reading; 4] {
     let rx = rate_per_second(
         prev.map(|p| (p.received_bytes, p.at)),
         (now.received_bytes, now.at),
@@ -113,7 +161,48 @@ pub fn network_readings(
             Kind::BytesPerSecond,
             tx,
         ),
+        Reading::new(
+            key(&["net", name, "rx_total"]),
+            format!("Network {name} total received"),
+            Kind::BytesTotal,
+            now.received_bytes,
+        ),
+        Reading::new(
+            key(&["net", name, "tx_total"]),
+            format!("Network {name} total sent"),
+            Kind::BytesTotal,
+            now.sent_bytes,
+        ),
     ]
+}
+
+/// The interface's address as its state (the first IPv4, else the first
+/// non-link-local IPv6: the one people copy, a tailnet's 100.x.y.z), with
+/// every address as attributes. Diagnostic: it rarely changes.
+pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
+    let empty = Addresses::default();
+    let a = addresses.unwrap_or(&empty);
+    let mut attrs = serde_json::Map::new();
+    let list = |v: Vec<String>| serde_json::Value::from(v);
+    attrs.insert(
+        "ipv4".into(),
+        list(a.ipv4.iter().map(ToString::to_string).collect()),
+    );
+    attrs.insert(
+        "ipv6".into(),
+        list(a.ipv6.iter().map(ToString::to_string).collect()),
+    );
+    let value = a
+        .primary()
+        .map_or(crate::reading::Value::Missing, crate::reading::Value::Text);
+    Reading::new(
+        key(&["net", name, "address"]),
+        format!("Network {name} address"),
+        Kind::Text,
+        value,
+    )
+    .diagnostic()
+    .with_attributes(attrs)
 }
 
 /// Network throughput per interface.
@@ -167,30 +256,54 @@ mod tests {
         (k.to_string(), Value::Missing)
     }
 
+    /// The IPv4 dump captured on the machine the vm fixtures resemble.
+    fn fixture_ipv4(out: &mut ByInterface) -> std::io::Result<()> {
+        let bytes = std::fs::read(fixture("netlink/getaddr-inet-debian12.bin"))?;
+        ifaddr::add_getaddr_dump(&bytes, out);
+        Ok(())
+    }
+
+    fn collector(proc: &str, config: &NetworkConfig) -> NetworkCollector {
+        let mut c = NetworkCollector::new(fixture_paths(proc, "sys/vm", "root/vm"), config);
+        c.dump_ipv4 = fixture_ipv4;
+        c
+    }
+
+    /// Only the rates, for the tests about them.
+    fn rates(readings: &[Reading]) -> Vec<(String, Value)> {
+        keyed_values(readings)
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("_rx") || k.ends_with("_tx"))
+            .collect()
+    }
+
     #[test]
     fn two_cycles_give_bytes_per_second_and_lo_is_excluded_by_default() {
         let start = Instant::now();
-        let mut c = NetworkCollector::new(
-            fixture_paths("proc/vm/t0", "sys/vm", "root/vm"),
-            &NetworkConfig::default(),
-        );
+        let mut c = collector("proc/vm/t0", &NetworkConfig::default());
         let first = collect_once(&mut c, &tick_at(start, 0));
-        assert_eq!(
-            keyed_values(&first),
-            [missing("net_eth0_rx"), missing("net_eth0_tx")]
-        );
+        assert_eq!(rates(&first), [missing("net_eth0_rx"), missing("net_eth0_tx")]);
         c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
         let second = collect_once(&mut c, &tick_at(start, 10));
         // eth0: 1915957 bytes in and 16207 out in the 10 s between.
         assert_eq!(
-            keyed_values(&second),
+            rates(&second),
             [
                 ("net_eth0_rx".to_string(), Value::Float(1_915_957.0 / 10.0)),
                 ("net_eth0_tx".to_string(), Value::Float(16_207.0 / 10.0)),
             ]
         );
         let names: Vec<_> = second.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["Network eth0 received", "Network eth0 sent"]);
+        assert_eq!(
+            names,
+            [
+                "Network eth0 received",
+                "Network eth0 sent",
+                "Network eth0 total received",
+                "Network eth0 total sent",
+                "Network eth0 address"
+            ]
+        );
     }
 
     #[test]
@@ -200,12 +313,16 @@ mod tests {
             interfaces_include: vec!["eth0".into()],
             ..NetworkConfig::default()
         };
-        let mut c = NetworkCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"), &only_eth0);
+        let mut c = collector("proc/vm/t0", &only_eth0);
         collect_once(&mut c, &tick_at(start, 0));
         c.interfaces = NameFilter::for_names("k", &[], &[]);
         c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
         let out = collect_once(&mut c, &tick_at(start, 10));
-        let keys: Vec<_> = out.iter().map(|r| r.key.as_str()).collect();
+        let keys: Vec<_> = out
+            .iter()
+            .map(|r| r.key.as_str())
+            .filter(|k| k.ends_with("_rx") || k.ends_with("_tx"))
+            .collect();
         assert_eq!(
             keys,
             [
@@ -238,12 +355,61 @@ mod tests {
         };
         let out = network_readings("wg-home", Some(&prev), &now);
         assert_eq!(
-            keyed_values(&out),
+            rates(&out),
             [missing("net_wg_home_rx"), missing("net_wg_home_tx")]
         );
+        assert_eq!(value_of(&out, "net_wg_home_rx_total"), Value::Int(100));
         assert_eq!(
             out.first().map(|r| r.name.as_str()),
             Some("Network wg-home received")
         );
+    }
+
+    #[test]
+    fn totals_are_the_kernel_counters_and_the_address_is_the_first_ipv4() {
+        let mut c = collector("proc/vm/t1", &NetworkConfig::default());
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        assert!(matches!(value_of(&out, "net_eth0_rx_total"), Value::Int(n) if n > 0));
+        assert!(matches!(value_of(&out, "net_eth0_tx_total"), Value::Int(n) if n > 0));
+        let total = out.iter().find(|r| r.key == "net_eth0_rx_total").expect("total");
+        assert_eq!(total.kind, Kind::BytesTotal);
+        let addr = out.iter().find(|r| r.key == "net_eth0_address").expect("address");
+        assert_eq!(addr.value, Value::Text("192.0.2.2".into()));
+        assert!(addr.diagnostic);
+        let attrs = addr.attributes.as_ref().expect("attributes");
+        assert_eq!(attrs["ipv4"], serde_json::json!(["192.0.2.2"]));
+    }
+
+    #[test]
+    fn a_tailnet_interface_shows_its_100_x_address_and_its_ula() {
+        let mut c = collector("proc/tailnet", &NetworkConfig::default());
+        c.dump_ipv4 = |out| {
+            let bytes = std::fs::read(fixture("netlink/getaddr-inet-tailnet.bin"))?;
+            ifaddr::add_getaddr_dump(&bytes, out);
+            Ok(())
+        };
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        assert_eq!(
+            value_of(&out, "net_tailscale0_address"),
+            Value::Text("100.101.102.103".into())
+        );
+        let r = out
+            .iter()
+            .find(|r| r.key == "net_tailscale0_address")
+            .expect("address");
+        let v6 = &r.attributes.as_ref().expect("attrs")["ipv6"];
+        assert_eq!(v6[0], "fd7a:115c:a1e0::1234");
+    }
+
+    #[test]
+    fn a_failing_ipv4_dump_still_gives_counters_and_ipv6() {
+        let mut c = collector("proc/tailnet", &NetworkConfig::default());
+        c.dump_ipv4 = |_| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let out = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        assert_eq!(
+            value_of(&out, "net_tailscale0_address"),
+            Value::Text("fd7a:115c:a1e0::1234".into())
+        );
+        assert_eq!(value_of(&out, "net_tailscale0_rx_total"), Value::Int(516));
     }
 }

@@ -13,7 +13,8 @@ use tokio::time::MissedTickBehavior;
 
 use super::engine::{default_sockets, Api, Connection, Engine, EngineError};
 use super::model::{
-    count, cpu_percent, parse_docker_stats, parse_libpod_stats, parse_list, Container, Counts, Sample, STATES,
+    count, cpu_percent, parse_docker_stats, parse_inspect, parse_libpod_stats, parse_list, projects,
+    Container, Counts, Inspected, Project, Sample, STATES,
 };
 use super::{ApiChoice, ContainersConfig};
 use crate::availability::{without_values, Latch};
@@ -91,6 +92,8 @@ pub struct ContainersSource {
     stats: bool,
     /// Which containers get entities of their own.
     selection: Selection,
+    /// Entities per Compose project.
+    compose: bool,
     /// The engine found, until it stops answering.
     engine: Option<Engine>,
     /// An engine is (or was) here: from then on the entities exist, and
@@ -118,6 +121,7 @@ impl ContainersSource {
             timeout: cfg.timeout,
             stats: cfg.stats,
             selection: Selection::new(&cfg.include, &cfg.label),
+            compose: cfg.compose,
             engine: None,
             failing: Latch::default(),
             last: Vec::new(),
@@ -266,7 +270,18 @@ impl ContainersSource {
         } else {
             HashMap::new()
         };
-        let readings = container_readings(count(&containers), &selected, &self.samples, &samples, self.stats);
+        let inspected = fetch_inspect(&mut conn, engine.api, &selected).await;
+        let mut readings = container_readings(
+            count(&containers),
+            &selected,
+            &self.samples,
+            &samples,
+            self.stats,
+            &inspected,
+        );
+        if self.compose {
+            readings.extend(project_readings(&projects(&containers)));
+        }
         self.samples = samples;
         Ok(readings)
     }
@@ -354,6 +369,72 @@ async fn fetch_stats(
     out
 }
 
+/// `State.OOMKilled` and `RestartCount` of the selected containers that
+/// stopped, restart or died: one inspect call each, only for those (a
+/// running container's OOMKilled is false: the engine clears it on start).
+/// A failed call leaves the value unknown this cycle.
+async fn fetch_inspect(
+    conn: &mut Connection,
+    api: Api,
+    selected: &[&Container],
+) -> HashMap<String, Inspected> {
+    let mut out = HashMap::new();
+    for c in selected
+        .iter()
+        .filter(|c| !c.is_up() && c.state != "created" && is_plain_id(&c.id))
+    {
+        let path = match api {
+            Api::Libpod => format!("/v4.0.0/libpod/containers/{}/json", c.id),
+            Api::Docker => format!("/containers/{}/json", c.id),
+        };
+        match conn.get(&path).await.map(|r| parse_inspect(&r.body)) {
+            Ok(Ok(i)) => {
+                out.insert(c.id.clone(), i);
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, path, "container inspect unusable"),
+            Err(e) => {
+                tracing::debug!(error = %e, "container inspect failed");
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Per Compose project: how many of its containers run, and a problem
+/// sensor that is on while any of them is not as it should be (see
+/// [`super::model::projects`]), naming them in its attributes.
+pub fn project_readings(projects: &[Project]) -> Vec<Reading> {
+    let mut out = Vec::with_capacity(projects.len() * 2);
+    for p in projects {
+        let name = p.name.as_str();
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("running".into(), p.running.into());
+        attrs.insert("total".into(), p.total.into());
+        attrs.insert("problems".into(), p.problems.clone().into());
+        out.push(
+            Reading::new(
+                key(&["compose", name, "running"]),
+                format!("Compose {name} running"),
+                Kind::Count,
+                p.running,
+            )
+            .in_group(NAME),
+        );
+        out.push(
+            Reading::new(
+                key(&["compose", name, "degraded"]),
+                format!("Compose {name} degraded"),
+                Kind::Problem,
+                !p.problems.is_empty(),
+            )
+            .in_group(NAME)
+            .with_attributes(attrs),
+        );
+    }
+    out
+}
+
 /// The host-level entities; `None`: known to exist, value unknown.
 pub fn host_readings(c: Option<Counts>) -> Vec<Reading> {
     let entry = |k: &str, name: &str, f: fn(&Counts) -> u64| {
@@ -378,6 +459,7 @@ pub fn container_readings(
     prev: &HashMap<String, Sample>,
     now: &HashMap<String, Sample>,
     stats: bool,
+    inspected: &HashMap<String, Inspected>,
 ) -> Vec<Reading> {
     let mut out = host_readings(Some(counts));
     for c in selected {
@@ -390,6 +472,9 @@ pub fn container_readings(
         }
         if let Some(h) = c.health.word() {
             attrs.insert("health".into(), h.into());
+        }
+        if let Some(i) = inspected.get(&c.id) {
+            attrs.insert("restart_count".into(), i.restart_count.into());
         }
         out.push(
             Reading::new(
@@ -413,6 +498,25 @@ pub fn container_readings(
                 format!("Container {name} health"),
                 Kind::Problem,
                 unhealthy,
+            )
+            .in_group(NAME),
+        );
+        // The kernel's OOM killer ended its last run. A running container
+        // is not (the engine clears the flag on start); a stopped one is
+        // what its inspect said, unknown when that failed.
+        let oom = if c.is_up() {
+            Value::Bool(false)
+        } else {
+            inspected
+                .get(&c.id)
+                .map_or(Value::Missing, |i| Value::Bool(i.oom_killed))
+        };
+        out.push(
+            Reading::new(
+                key(&["container", name, "oom_killed"]),
+                format!("Container {name} OOM killed"),
+                Kind::Problem,
+                oom,
             )
             .in_group(NAME),
         );
@@ -504,7 +608,14 @@ mod tests {
                 memory_bytes: 1 << 20,
             },
         )]);
-        let r = container_readings(count(std::slice::from_ref(&web)), &[&web], &prev, &now, true);
+        let r = container_readings(
+            count(std::slice::from_ref(&web)),
+            &[&web],
+            &prev,
+            &now,
+            true,
+            &HashMap::new(),
+        );
         let get = |k: &str| r.iter().find(|r| r.key == k).unwrap_or_else(|| panic!("{k}"));
         assert_eq!(get("containers_running").value, Value::Int(1));
         assert_eq!(get("containers_unhealthy").value, Value::Int(1));
@@ -513,6 +624,7 @@ mod tests {
         assert_eq!(get("container_web_health").value, Value::Bool(true));
         assert_eq!(get("container_web_cpu").value, Value::Float(25.0));
         assert_eq!(get("container_web_memory").value, Value::Int(1 << 20));
+        assert_eq!(get("container_web_oom_killed").value, Value::Bool(false));
         assert!(r.iter().all(|r| r.group == Some(NAME)));
     }
 
@@ -525,6 +637,13 @@ mod tests {
             &HashMap::new(),
             &HashMap::new(),
             true,
+            &HashMap::from([(
+                job.id.clone(),
+                Inspected {
+                    oom_killed: true,
+                    restart_count: 2,
+                },
+            )]),
         );
         let get = |k: &str| r.iter().find(|r| r.key == k).unwrap_or_else(|| panic!("{k}"));
         let attrs = get("container_job_state").attributes.clone().expect("attributes");
@@ -532,6 +651,9 @@ mod tests {
         assert_eq!(get("container_job_health").value, Value::Missing, "stale health");
         assert_eq!(get("container_job_cpu").value, Value::Missing);
         assert_eq!(get("container_job_memory").value, Value::Missing);
+        assert_eq!(get("container_job_oom_killed").value, Value::Bool(true));
+        assert_eq!(get("container_job_oom_killed").kind, Kind::Problem);
+        assert_eq!(attrs["restart_count"], 2);
     }
 
     #[test]
@@ -583,5 +705,27 @@ mod tests {
         assert!(s.failing.is_failing(), "logged once");
         s.cycle().await;
         assert!(s.failing.is_failing());
+    }
+
+    #[test]
+    fn a_compose_project_has_a_running_count_and_a_degraded_problem_naming_the_culprits() {
+        let p = Project {
+            name: "shop".into(),
+            total: 3,
+            running: 2,
+            problems: vec!["shop_worker_1: exited (2)".into()],
+        };
+        let r = project_readings(&[p]);
+        let keys: Vec<_> = r.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["compose_shop_running", "compose_shop_degraded"]);
+        assert_eq!(r[0].value, Value::Int(2));
+        assert_eq!(r[1].value, Value::Bool(true));
+        assert_eq!(r[1].kind, Kind::Problem);
+        let attrs = r[1].attributes.clone().expect("attrs");
+        assert_eq!(
+            attrs["problems"],
+            serde_json::json!(["shop_worker_1: exited (2)"])
+        );
+        assert_eq!(attrs["total"], 3);
     }
 }

@@ -6,7 +6,9 @@
 //! * `containers` ([`containers`]) asks the container engine's REST API over
 //!   its unix socket ([`engine`]: Podman's libpod API or the Docker Engine
 //!   API) once per agent interval: one list call for the host-level counts,
-//!   plus one-shot stats for the opted-in running containers. Parsing is
+//!   plus one-shot stats for the opted-in running containers and an
+//!   inspect of the opted-in stopped ones (did the OOM killer end them?),
+//!   and per Compose project its counts. Parsing is
 //!   split from I/O ([`model`]), so every parser is tested on JSON captured
 //!   from a real engine (`tests/fixtures/podman/`).
 //! * `updates` ([`updates`]) runs `podman auto-update --dry-run --format json`
@@ -73,6 +75,11 @@ pub struct ContainersConfig {
     /// CPU and memory of the opted-in running containers (one more API call
     /// per cycle with libpod, one per container with the Docker API).
     pub stats: bool,
+    /// Per Docker Compose / podman-compose project (the
+    /// `com.docker.compose.project` label): containers running, and a
+    /// "degraded" problem sensor while one is unhealthy, paused,
+    /// restarting or exited with a non-zero code.
+    pub compose: bool,
     /// Pending image updates (`podman auto-update`).
     pub updates: UpdatesConfig,
 }
@@ -87,6 +94,7 @@ impl Default for ContainersConfig {
             include: Vec::new(),
             label: "host2mqtt.enable=true".into(),
             stats: true,
+            compose: true,
             updates: UpdatesConfig::default(),
         }
     }

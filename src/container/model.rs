@@ -440,6 +440,99 @@ pub fn parse_docker_stats(json: &[u8]) -> Result<Option<Sample>, serde_json::Err
     }))
 }
 
+/// The label Docker Compose (and podman-compose) put on each container.
+pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+
+/// One Compose project as its containers show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The project name (the label's value).
+    pub name: String,
+    /// Its containers.
+    pub total: u64,
+    /// Those running.
+    pub running: u64,
+    /// What is wrong, one entry per container that is not as it should
+    /// be ("web: unhealthy", "worker: exited (2)"); empty: healthy.
+    pub problems: Vec<String>,
+}
+
+/// What is wrong with one container of a project, if anything. Running
+/// (without a failing health check) is fine, and so is having exited with
+/// 0: a one-shot service (a migration) does that.
+fn problem(c: &Container) -> Option<String> {
+    let what = match (c.state.as_str(), c.health, c.exit_code) {
+        ("running", Health::Unhealthy, _) => "unhealthy".to_string(),
+        ("running", _, _) => return None,
+        ("exited" | "stopped", _, Some(0)) => return None,
+        ("exited" | "stopped", _, Some(code)) => format!("exited ({code})"),
+        (state, _, _) => state.to_string(),
+    };
+    Some(format!("{}: {what}", c.name))
+}
+
+/// The Compose projects among `containers`, by name.
+pub fn projects(containers: &[Container]) -> Vec<Project> {
+    let mut by_name: std::collections::BTreeMap<&str, Project> = std::collections::BTreeMap::new();
+    let mut members: Vec<&Container> = containers
+        .iter()
+        .filter(|c| c.labels.contains_key(COMPOSE_PROJECT_LABEL))
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    for c in members {
+        let Some(name) = c.labels.get(COMPOSE_PROJECT_LABEL).filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let p = by_name.entry(name).or_insert_with(|| Project {
+            name: name.clone(),
+            total: 0,
+            running: 0,
+            problems: Vec::new(),
+        });
+        p.total += 1;
+        if c.state == "running" {
+            p.running += 1;
+        }
+        p.problems.extend(problem(c));
+    }
+    by_name.into_values().collect()
+}
+
+/// What the inspect call adds for an opted-in container that is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspected {
+    /// The kernel's OOM killer ended its last run.
+    pub oom_killed: bool,
+    /// How often the engine restarted it (its restart policy).
+    pub restart_count: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectJson {
+    #[serde(default)]
+    state: InspectState,
+    #[serde(default)]
+    restart_count: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct InspectState {
+    #[serde(default, rename = "OOMKilled")]
+    oom_killed: bool,
+}
+
+/// Parses `GET /containers/{id}/json` (Docker) or
+/// `/libpod/containers/{id}/json` (Podman): both carry `State.OOMKilled`
+/// and `RestartCount`.
+pub fn parse_inspect(json: &[u8]) -> Result<Inspected, serde_json::Error> {
+    let i: InspectJson = serde_json::from_slice(json)?;
+    Ok(Inspected {
+        oom_killed: i.state.oom_killed,
+        restart_count: i.restart_count,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,5 +706,85 @@ mod tests {
         let exited = fixture("4.3.1/compat-stats-exited.json");
         assert_eq!(parse_docker_stats(&exited).expect("empty"), None);
         assert!(parse_docker_stats(b"{\"cpu_stats\":").is_err());
+    }
+
+    fn docker(path: &str) -> Vec<u8> {
+        let full = format!("{}/tests/fixtures/docker/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+    }
+
+    #[test]
+    fn a_real_docker_20_10_list_gives_health_restarting_paused_and_exit_codes() {
+        let list = parse_list(Api::Docker, &docker("20.10.24/containers.json")).expect("parses");
+        assert_eq!(list.len(), 9);
+        assert_eq!(by_name(&list, "n2-unhealthy").health, Health::Unhealthy);
+        assert_eq!(by_name(&list, "n2-healthy").health, Health::Healthy);
+        assert_eq!(by_name(&list, "n2-restart").state, "restarting");
+        assert_eq!(by_name(&list, "n2-paused").state, "paused");
+        assert_eq!(by_name(&list, "n2-exit3").exit_code, Some(3));
+        assert_eq!(by_name(&list, "n2-oom").exit_code, Some(137));
+        assert_eq!(by_name(&list, "n2-run").health, Health::None);
+        let c = count(&list);
+        assert_eq!(
+            (c.running, c.exited, c.paused, c.other, c.unhealthy, c.total),
+            (4, 3, 1, 1, 1, 9)
+        );
+    }
+
+    #[test]
+    fn compose_projects_count_their_containers_and_name_what_is_wrong() {
+        let list = parse_list(Api::Docker, &docker("20.10.24/containers.json")).expect("parses");
+        let p = projects(&list);
+        assert_eq!(
+            p,
+            [Project {
+                name: "n2shop".into(),
+                total: 2,
+                running: 1,
+                problems: vec!["n2shop_worker_1: exited (2)".into()],
+            }]
+        );
+    }
+
+    #[test]
+    fn a_one_shot_service_that_exited_0_is_not_a_problem_but_unhealthy_or_paused_is() {
+        let c = |name: &str, state: &str, health: Health, code: Option<i64>| Container {
+            id: name.into(),
+            name: name.into(),
+            image: String::new(),
+            state: state.into(),
+            health,
+            exit_code: code,
+            labels: [(COMPOSE_PROJECT_LABEL.to_string(), "p".to_string())].into(),
+        };
+        let list = [
+            c("migrate", "exited", Health::None, Some(0)),
+            c("web", "running", Health::Healthy, None),
+            c("db", "running", Health::Unhealthy, None),
+            c("cache", "paused", Health::None, None),
+        ];
+        assert_eq!(projects(&list)[0].problems, ["cache: paused", "db: unhealthy"]);
+    }
+
+    #[test]
+    fn inspect_tells_an_oom_kill_from_a_plain_exit() {
+        let oom = parse_inspect(&docker("20.10.24/inspect-oom.json")).expect("parses");
+        assert_eq!(
+            oom,
+            Inspected {
+                oom_killed: true,
+                restart_count: 0
+            }
+        );
+        let run = parse_inspect(&docker("20.10.24/inspect-running.json")).expect("parses");
+        assert!(!run.oom_killed);
+    }
+
+    #[test]
+    fn real_docker_20_10_stats_on_cgroup_v1_give_memory_without_cache() {
+        let s = parse_docker_stats(&docker("20.10.24/stats-running.json"))
+            .expect("parses")
+            .expect("a sample");
+        assert!(s.memory_bytes > 0 && s.cpu_ns > 0, "{s:?}");
     }
 }

@@ -1,5 +1,5 @@
-//! Runs the one CLI host2mqtt executes (`podman auto-update`) with a
-//! timeout. The program path comes from the config, which is the seam:
+//! Runs the few CLIs host2mqtt executes (`podman auto-update`, the OS
+//! package managers' checks) with a timeout. The program path comes from the config, which is the seam:
 //! tests point it at a small script that prints captured podman output.
 //!
 //! The child runs in its own process group; on timeout the whole group is
@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// No such program (not installed, not in PATH).
-    #[error("{program}: not found (is podman installed and in PATH?)")]
+    #[error("{program}: not found (is it installed and in PATH?)")]
     NotFound {
         /// The program as configured.
         program: PathBuf,
@@ -82,6 +82,9 @@ impl Output {
 pub struct Runner {
     /// The program: a bare name is looked up in PATH.
     program: PathBuf,
+    /// Environment set for the child on top of ours (`LC_ALL=C`, so that
+    /// output meant for people parses the same everywhere).
+    env: Vec<(String, String)>,
 }
 
 impl Runner {
@@ -89,7 +92,14 @@ impl Runner {
     pub fn new(program: &Path) -> Self {
         Runner {
             program: program.to_path_buf(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `name=value` in the child's environment.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// The program.
@@ -103,6 +113,7 @@ impl Runner {
     pub async fn run(&self, args: &[&str], timeout: Duration) -> Result<Output, RunError> {
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -289,6 +289,7 @@ pub fn readings(
                 latest: if s.pending() { NEWER } else { CURRENT }.into(),
                 title: e.image.clone(),
                 in_progress,
+                summary: None,
             }),
             _ => Value::Missing,
         };
@@ -715,6 +716,7 @@ mod tests {
                 latest: "newer".into(),
                 title: "127.0.0.1:5000/app:latest".into(),
                 in_progress: false,
+                summary: None,
             })
         );
         assert_eq!(u.command, None, "no install action unless apply_from_ha");
