@@ -73,7 +73,7 @@ printf '%s\n' "$out" | grep -i host2mqtt | indent
 check ".deb: the system user exists" inside getent passwd host2mqtt
 check ".deb: the unit is enabled, not started before a broker is set" \
   bash -c "[ \"\$(podman exec $SYSD systemctl is-enabled host2mqtt)\" = enabled ] && ! podman exec $SYSD systemctl -q is-active host2mqtt"
-# What the user does (INSTALL.md): the broker in the config, the password file.
+# What the user does (the README's .deb install): the broker in the config, the password file.
 inside sh -ec "
   sed -i -e 's/^host = \"localhost\"/host = \"127.0.0.1\"/' -e 's/^port = 1883/port = $PORT/' \
     -e 's/^username = \"\"/username = \"$NODE\"/' -e 's/^interval = \"30s\"/interval = \"2s\"/' /etc/host2mqtt/host2mqtt.toml

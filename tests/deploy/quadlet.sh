@@ -70,7 +70,7 @@ as_user podman rm -f -t 0 host2mqtt app >/dev/null 2>&1 # a run that was killed
 on_exit "stop_pid \$(cat $RT/libpod/tmp/pause.pid 2>/dev/null)"
 on_exit "stop_pid \$(cat $WORK/service.pid 2>/dev/null)"
 
-# The image reaches the user the way INSTALL.md says a registry-less host gets it.
+# The image reaches the user the way the README's Install says a registry-less host gets it.
 podman save -q -o "$WORK/image.tar" "$IMAGE" && chmod 644 "$WORK/image.tar"
 check "podman save | podman load (as the user) carries the image over" as_user podman load -q -i "$WORK/image.tar"
 # A busybox image for the user's own container.
