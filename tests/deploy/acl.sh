@@ -17,12 +17,7 @@ need mosquitto_sub mosquitto-clients
 
 deploy_work h2m-acl
 
-if [ -z "${HOST2MQTT_BIN:-}" ]; then
-  log "cargo build --release"
-  (cd "$PROJECT" && cargo build --release --quiet) || { fail "cargo build --release"; exit 1; }
-  HOST2MQTT_BIN=$PROJECT/target/release/host2mqtt
-fi
-BIN=$(realpath "$HOST2MQTT_BIN")
+h2m_binary "$WORK" # BIN: $HOST2MQTT_BIN, or a fresh cargo build --release
 
 PORT=$(free_port)
 mkdir -p "$WORK/broker"

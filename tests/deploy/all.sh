@@ -10,13 +10,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 TEST_NAME=deploy/all
-# shellcheck source=../lib.sh
-source tests/lib.sh
+# shellcheck source=lib.sh
+source tests/deploy/lib.sh
 export ARCHES=${ARCHES:-amd64 arm64}
 
 log "packaging/build.sh (ARCHES=$ARCHES)"
 INSTALL=1 packaging/build.sh || fatal "packaging/build.sh"
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
 export HOST2MQTT_STATIC_BIN=dist/host2mqtt-x86_64 HOST2MQTT_BIN=$PWD/dist/host2mqtt-x86_64 SKIP_BUILD=1 H2M_IMAGE=localhost/host2mqtt:$VERSION-amd64
 
 LINES=()

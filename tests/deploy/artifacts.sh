@@ -21,7 +21,6 @@ need mksquashfs squashfs-tools
 need dpkg-deb dpkg
 need file file
 export ARCHES=${ARCHES:-amd64 arm64}
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
 D=$PROJECT/dist
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then

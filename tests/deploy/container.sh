@@ -51,14 +51,7 @@ NODE=$(host_node_id)
 PASSWORD="pw-$RANDOM$RANDOM"
 
 # --- 1. binary and image ---------------------------------------------------
-if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
-  BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
-else
-  log "building the static binary (packaging/build.sh bin)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
-  printf '%s\n' "$out" | indent
-  BIN=$PROJECT/dist/host2mqtt-x86_64
-fi
+static_binary
 # The image's CA roots, as packaging/build.sh stages them.
 cat /usr/share/ca-certificates/mozilla/*.crt >"$WORK/ca-certificates.crt"
 check "the binary is static" bash -c "file -b '$BIN' | grep -qE 'static(-pie)? linked'"

@@ -8,6 +8,8 @@
 #   readme_broker DIR PORT USER:PW...   start_broker with those logins and the
 #                                   README's ACL (mosquitto.acl), every log line
 #   host_node_id                    the node_id host2mqtt derives from the host name
+#   build_dist STEP...              ARCHES=amd64 packaging/build.sh STEP... (fatal when it fails)
+#   static_binary                   BIN = $HOST2MQTT_STATIC_BIN, else build_dist bin's x86_64 binary
 #   ensure_quadlet, quadlet_dryrun DIR, generated_unit OUTPUT NAME, exec_start UNIT
 #                                   the real Quadlet generator (Debian forky's
 #                                   podman in the HA harness's chroot)
@@ -39,6 +41,24 @@ ${BROKER_CONF:-}" start_broker "$dir" "$port"
 }
 
 host_node_id() { tr -c 'A-Za-z0-9_\n-' '_' </proc/sys/kernel/hostname; }
+
+# VERSION: Cargo.toml's, as packaging/build.sh names the artifacts.
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
+
+build_dist() {
+  local out
+  log "packaging/build.sh $* (amd64)"
+  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh "$@" 2>&1) || fatal "packaging/build.sh $*" "$(tail -n 40 <<<"$out")"
+}
+
+static_binary() {
+  if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
+    BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
+  else
+    build_dist bin
+    BIN=$PROJECT/dist/host2mqtt-x86_64
+  fi
+}
 
 # --- the Quadlet generator -------------------------------------------------------
 # Debian forky's podman (5.x) installed once in the chroot of the HA harness

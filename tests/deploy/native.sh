@@ -21,13 +21,9 @@ deploy_work h2m-native "podman, a systemd container"
 need mosquitto mosquitto
 need mosquitto_sub mosquitto-clients
 need debootstrap debootstrap
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
 DEB=$PROJECT/dist/host2mqtt_${VERSION}_amd64.deb
 RAW=$PROJECT/dist/host2mqtt_${VERSION}_x86-64.raw
-if [ ! -f "$DEB" ] || [ ! -f "$RAW" ]; then
-  log "packaging/build.sh deb sysext (amd64)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh deb sysext 2>&1) || { fail "packaging/build.sh deb sysext" "$out"; exit 1; }
-fi
+[ -f "$DEB" ] && [ -f "$RAW" ] || build_dist deb sysext
 SYSIMG=$("$PROJECT/tests/env/systemd-image.sh" 2>"$WORK/sysimg.err") || skip_all "no systemd image: $(tail -3 "$WORK/sysimg.err")"
 
 NODE=h2m-native-sysd

@@ -50,9 +50,7 @@ check "the generated unit waits for the network the user-unit way" grep -q 'podm
 if [ -n "${H2M_IMAGE:-}" ]; then
   IMAGE=$H2M_IMAGE
 else
-  log "packaging/build.sh image (amd64)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh image 2>&1) || { fail "packaging/build.sh image" "$out"; exit 1; }
-  VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
+  build_dist image
   IMAGE=localhost/host2mqtt:$VERSION-amd64
 fi
 

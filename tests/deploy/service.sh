@@ -25,13 +25,7 @@ deploy_work h2m-service "podman, a systemd container"
 need debootstrap debootstrap
 need mosquitto_passwd mosquitto
 
-if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
-  BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
-else
-  log "building the static binary (packaging/build.sh bin)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
-  BIN=$PROJECT/dist/host2mqtt-x86_64
-fi
+static_binary
 
 log "the systemd image (tests/deploy/sysd-image.sh; built once, about 2 minutes)"
 IMAGE=$("$DEPLOY_DIR/sysd-image.sh" 2>"$WORK/image.err") || skip_all "cannot build the systemd image: $(tail -3 "$WORK/image.err")"
