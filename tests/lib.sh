@@ -12,7 +12,8 @@
 # Processes:  track PID (killed at exit), stop_pid PID... (TERM, then KILL after 2 s),
 #             alive PID, wait_until TIMEOUT_S CMD..., wait_port PORT [TIMEOUT_S]
 # Things:     temp_dir VAR PREFIX (removed at exit), on_exit 'CMD' (run at exit, last first),
-#             free_port, start_broker DIR [PORT] (a private Mosquitto), need_root,
+#             free_port, start_broker DIR [PORT] (a private Mosquitto; $BROKER_USERS,
+#             $BROKER_ACL: logins and an ACL), need_root,
 #             apt_install PKG..., need CMD PKG...
 # HA:         ha_up WORK (the harness of tests/ha/harness, started on free ports and
 #             stopped at exit), ha_env KEY, h2m_binary WORK (sets BIN)
@@ -176,18 +177,28 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 need_root() { [ "$(id -u)" = 0 ] || fatal "running as root" "${1:-this test must run as root}"; }
 
-# start_broker DIR [PORT]: a private Mosquitto on 127.0.0.1 (anonymous, no
-# persistence), its conf/log/pid in DIR; $BROKER_CONF: more config lines.
-# Sets BROKER_PORT and BROKER_PID; tracked; returns once it answers.
+# start_broker DIR [PORT]: a private Mosquitto on 127.0.0.1 (no
+# persistence), its conf/log/pid in DIR. Anonymous, unless $BROKER_USERS
+# ("name:password ...") gives its only logins; $BROKER_ACL: an acl_file;
+# $BROKER_CONF: more config lines. Sets BROKER_PORT and BROKER_PID;
+# tracked; returns once it answers.
 start_broker() {
-  local dir=$1
+  local dir=$1 auth="allow_anonymous true" u
   BROKER_PORT=${2:-$(free_port)}
   mkdir -p "$dir"
+  if [ -n "${BROKER_USERS:-}" ]; then
+    : >"$dir/passwd"
+    for u in $BROKER_USERS; do mosquitto_passwd -b "$dir/passwd" "${u%%:*}" "${u#*:}" || return 1; done
+    auth="allow_anonymous false
+password_file $dir/passwd"
+  fi
+  [ -z "${BROKER_ACL:-}" ] || auth+="
+acl_file $BROKER_ACL"
   cat >"$dir/mosquitto.conf" <<EOF
 listener $BROKER_PORT 127.0.0.1
 # Stays root: its files may sit below a directory only root may enter.
 user root
-allow_anonymous true
+$auth
 persistence false
 log_dest file $dir/mosquitto.log
 log_type error

@@ -9,27 +9,19 @@
 #   tests/deploy/acl.sh
 # Env: HOST2MQTT_BIN  the binary to run (default: cargo build --release)
 set -uo pipefail
-SCRIPT_NAME=acl
 source "$(dirname "$0")/lib.sh"
 
 need mosquitto mosquitto
 need mosquitto_passwd mosquitto
 need mosquitto_sub mosquitto-clients
 
-WORK=$(mktemp -d /tmp/h2m-acl.XXXXXX)
-chmod 755 "$WORK"
-on_exit "rm -rf $WORK"
+deploy_work h2m-acl
 
-if [ -z "${HOST2MQTT_BIN:-}" ]; then
-  log "cargo build --release"
-  (cd "$PROJECT" && cargo build --release --quiet) || { fail "cargo build --release"; exit 1; }
-  HOST2MQTT_BIN=$PROJECT/target/release/host2mqtt
-fi
-BIN=$(realpath "$HOST2MQTT_BIN")
+h2m_binary "$WORK" # BIN: $HOST2MQTT_BIN, or a fresh cargo build --release
 
 PORT=$(free_port)
 mkdir -p "$WORK/broker"
-start_broker "$WORK/broker" "$PORT" homeassistant:ha-secret alpha:alpha-secret beta:beta-secret ||
+readme_broker "$WORK/broker" "$PORT" homeassistant:ha-secret alpha:alpha-secret beta:beta-secret ||
   { fail "mosquitto starts" "$(cat "$WORK/broker/mosquitto.log" 2>/dev/null)"; exit 1; }
 BLOG=$WORK/broker/mosquitto.log
 log "mosquitto on 127.0.0.1:$PORT with the ACL"
@@ -183,7 +175,7 @@ wait "$ALPHA_PID" "$IMPOSTOR_PID" 2>/dev/null
 PORT2=$(free_port)
 mkdir -p "$WORK/broker2"
 PORT_SAVED=$PORT
-BROKER_EXTRA="use_username_as_clientid true" start_broker "$WORK/broker2" "$PORT2" homeassistant:ha-secret alpha:alpha-secret beta:beta-secret ||
+BROKER_CONF="use_username_as_clientid true" readme_broker "$WORK/broker2" "$PORT2" homeassistant:ha-secret alpha:alpha-secret beta:beta-secret ||
   fail "the second mosquitto starts"
 PORT=$PORT2
 BLOG=$WORK/broker2/mosquitto.log

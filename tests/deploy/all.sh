@@ -3,40 +3,44 @@
 # (after packaging/build.sh built everything once), container.sh,
 # service.sh, native.sh (.deb and sysext), quadlet.sh (the shipped Quadlet
 # end to end), acl.sh. Prints each script's output, then one line per
-# script and the total "N passed, M failed"; exits non-zero if any failed.
+# script and the total "N passed, M failed, K skipped"; exits non-zero if
+# any failed (or, with CI=true, skipped).
 #
 #   tests/deploy/all.sh          (as root; ARCHES="amd64 arm64" by default)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-T0=$SECONDS
+TEST_NAME=deploy/all
+# shellcheck source=lib.sh
+source tests/deploy/lib.sh
 export ARCHES=${ARCHES:-amd64 arm64}
 
-echo "== packaging/build.sh (ARCHES=$ARCHES)"
-if ! INSTALL=1 packaging/build.sh; then
-  echo "packaging/build.sh failed"
-  echo "0 passed, 1 failed"
-  exit 1
-fi
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
+log "packaging/build.sh (ARCHES=$ARCHES)"
+INSTALL=1 packaging/build.sh || fatal "packaging/build.sh"
 export HOST2MQTT_STATIC_BIN=dist/host2mqtt-x86_64 HOST2MQTT_BIN=$PWD/dist/host2mqtt-x86_64 SKIP_BUILD=1 H2M_IMAGE=localhost/host2mqtt:$VERSION-amd64
 
-pass=0 fail=0 lines=()
+LINES=()
 for s in units actionlint artifacts container service native quadlet acl; do
-  echo "== $s.sh"
-  t=$SECONDS
+  echo
+  log "=== $s.sh"
+  t=$EPOCHREALTIME
   out=$(tests/deploy/$s.sh 2>&1 | tee -a /dev/stderr)
   rc=$?
-  last=$(tail -1 <<<"$out")
-  if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
-    pass=$((pass + BASH_REMATCH[1]))
-    fail=$((fail + BASH_REMATCH[2]))
+  last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
+  if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)? ]]; then
+    PASS=$((PASS + BASH_REMATCH[1]))
+    FAIL=$((FAIL + BASH_REMATCH[2]))
+    SKIP=$((SKIP + ${BASH_REMATCH[4]:-0}))
+    ((rc == 0)) || ((BASH_REMATCH[2])) || FAIL=$((FAIL + 1))
   else
-    fail=$((fail + 1)) # died before its summary
+    FAIL=$((FAIL + 1)) # died before its summary
+    last="no summary (exit $rc)"
   fi
-  ((rc == 0)) || [[ $last =~ [1-9][0-9]*\ failed ]] || fail=$((fail + 1))
-  lines+=("$(printf '%-14s %4ss  %s' "$s.sh" $((SECONDS - t)) "$(grep -m1 '^SKIP' <<<"$out" || echo "$last")")")
+  ((rc == 0)) || FAILED+=("$s.sh")
+  mapfile -t skipped < <(sed -n 's/^  SKIPPED  //p' <<<"$out")
+  ((${#skipped[@]} == 0)) || SKIPPED+=("${skipped[@]/#/$s.sh: }")
+  LINES+=("$(printf '%-14s %5ss  %s' "$s.sh" "$(elapsed "$t" | cut -d. -f1)" "$last")")
 done
-echo "== summary ($((SECONDS - T0))s)"
-printf '%s\n' "${lines[@]}"
-echo "$pass passed, $fail failed"
-((fail == 0))
+echo
+log "=== per script"
+printf '%s\n' "${LINES[@]}"
+exit 0

@@ -14,20 +14,13 @@
 #
 #   tests/deploy/artifacts.sh          (ARCHES="amd64 arm64" by default; SKIP_BUILD=1 reuses dist/)
 set -uo pipefail
-SCRIPT_NAME=artifacts
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root (podman, apt-get)"
-need podman podman runc uidmap slirp4netns fuse-overlayfs
+deploy_work h2m-artifacts "podman, apt-get"
 need mksquashfs squashfs-tools
 need dpkg-deb dpkg
 need file file
 export ARCHES=${ARCHES:-amd64 arm64}
-WORK=$(mktemp -d /tmp/h2m-artifacts.XXXXXX)
-on_exit "rm -rf $WORK"
-export CONTAINERS_CONF
-CONTAINERS_CONF=$(podman_conf "$WORK")
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
 D=$PROJECT/dist
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then

@@ -6,7 +6,7 @@
 #    it: its size, a numeric non-root USER, nothing in it but the binary and
 #    the CA roots.
 # 2. Takes the `podman run` options from the ExecStart that the real Quadlet
-#    generator (Debian forky's podman, in ../shared/ha's chroot) makes of
+#    generator (Debian forky's podman, in tests/ha/harness's chroot) makes of
 #    units/host2mqtt.container; without that chroot, from a translation of
 #    the same file done here (said so in the output). Only what podman 4.3 or
 #    this machine cannot have is changed: the name, the image, %t, the
@@ -33,11 +33,9 @@
 #      DEPLOY_MODES          "root rootless" (default) or one of them
 #      DEPLOY_USER           rootless test user (default h2m-deploy; created with subuids)
 set -uo pipefail
-SCRIPT_NAME=container
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root (root podman, a rootless test user)"
-need podman podman runc uidmap slirp4netns fuse-overlayfs
+deploy_work h2m-container "root podman, a rootless test user"
 need newuidmap uidmap
 need mosquitto mosquitto
 need mosquitto_sub mosquitto-clients
@@ -49,23 +47,11 @@ need file file
 # default; DEPLOY_MODES=root runs root podman with keep-id dropped.
 MODES=${DEPLOY_MODES:-rootless}
 RUSER=${DEPLOY_USER:-h2m-deploy}
-WORK=$(mktemp -d /tmp/h2m-container.XXXXXX)
-chmod 755 "$WORK"
-on_exit "rm -rf $WORK"
-export CONTAINERS_CONF
-CONTAINERS_CONF=$(podman_conf "$WORK")
 NODE=$(host_node_id)
 PASSWORD="pw-$RANDOM$RANDOM"
 
 # --- 1. binary and image ---------------------------------------------------
-if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
-  BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
-else
-  log "building the static binary (packaging/build.sh bin)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
-  printf '%s\n' "$out" | indent
-  BIN=$PROJECT/dist/host2mqtt-x86_64
-fi
+static_binary
 # The image's CA roots, as packaging/build.sh stages them.
 cat /usr/share/ca-certificates/mozilla/*.crt >"$WORK/ca-certificates.crt"
 check "the binary is static" bash -c "file -b '$BIN' | grep -qE 'static(-pie)? linked'"
@@ -102,7 +88,7 @@ check "the image runs: --version" bash -c "podman run --rm $TEST_IMAGE --version
 mkdir -p "$WORK/probe/bin"
 BUSYBOX=/bin/busybox
 file -b "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' || { apt_install busybox-static; }
-file -b "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' || skip "no static busybox for the probe (apt-get install busybox-static)"
+file -b "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' || skip_all "no static busybox for the probe (apt-get install busybox-static)"
 cp "$BUSYBOX" "$WORK/probe/bin/busybox"
 printf 'FROM scratch\nCOPY bin/busybox /bin/busybox\nUSER 65532:65532\n' >"$WORK/probe/Containerfile"
 podman build --layers=false -q -t localhost/h2m-deploy-probe:latest "$WORK/probe" >/dev/null 2>&1 ||
@@ -187,13 +173,19 @@ adapt() {
 # --- 3. against a broker ---------------------------------------------------
 PORT=$(free_port)
 mkdir -p "$WORK/broker"
-start_broker "$WORK/broker" "$PORT" homeassistant:ha-secret "$NODE:$PASSWORD" ||
+readme_broker "$WORK/broker" "$PORT" homeassistant:ha-secret "$NODE:$PASSWORD" ||
   { fail "mosquitto starts" "$(cat "$WORK/broker/mosquitto.log")"; exit 1; }
 BLOG=$WORK/broker/mosquitto.log
 log "mosquitto with the README's ACL on 127.0.0.1:$PORT; the agent logs in as '$NODE'"
 
-# What the host looks like to the same binary run natively.
-"$BIN" check --json >"$WORK/native.json" 2>"$WORK/native.err" || fail "native check --json" "$(cat "$WORK/native.err")"
+# What the host looks like to the same binary run natively: taken before
+# the container runs and again right after it published (native_view), so
+# a mount or interface that other work on this machine adds or removes
+# meanwhile is told from a difference in the container's view.
+native_view() { # native_view FILE
+  "$BIN" check --json >"$1" 2>"$WORK/native.err" || fail "native check --json" "$(cat "$WORK/native.err")"
+}
+native_view "$WORK/native.json"
 
 subscribe() { # subscribe FILE: HA's view of this node's topics, in the background
   mosquitto_sub -h 127.0.0.1 -p "$PORT" -u homeassistant -P ha-secret -q 1 -F '%t|%p' \
@@ -214,11 +206,12 @@ seen() { # seen FILE REGEX SECONDS
 }
 
 # The container's published view against the native one (python, stdlib).
-compare_view() { # compare_view CAPTURE -> prints problems, exit 1 if any
-  python3 - "$WORK/native.json" "$1" "$NODE" <<'EOF'
+compare_view() { # compare_view CAPTURE NATIVE_AFTER -> prints problems, exit 1 if any
+  python3 - "$WORK/native.json" "$1" "$NODE" "$2" <<'EOF'
 import json, socket, sys
-native_msgs, capture, node = sys.argv[1], sys.argv[2], sys.argv[3]
+native_msgs, capture, node, native_after = sys.argv[1:5]
 native = {m["topic"]: m["payload"] for m in json.load(open(native_msgs))}
+after = {m["topic"]: m["payload"] for m in json.load(open(native_after))}
 seen = {}
 for line in open(capture):
     topic, _, payload = line.rstrip("\n").partition("|")
@@ -236,9 +229,20 @@ disc_t, state_t = f"homeassistant/device/{node}/config", f"host2mqtt/{node}/stat
 problems = []
 if disc_t not in seen or state_t not in seen:
     sys.exit(f"missing {disc_t} or {state_t} in what the container published")
-nd, cd = native[disc_t], seen[disc_t]
+nd, cd, ad = native[disc_t], seen[disc_t], after[disc_t]
 ns, cs = native[state_t], seen[state_t]
-n_keys, c_keys = host_only(nd["cmps"]), host_only(cd["cmps"])
+# Compared: what is stable. Not a disk, block device or interface that
+# appeared or went between the two native views, nor a mount under the
+# scratch places other tests mount things in (/tmp, /var/tmp, /run).
+unstable = set(nd["cmps"]) ^ set(ad["cmps"])
+def scratch(cmps, k):
+    name = cmps[k].get("name", "")
+    return k.startswith("disk_") and name.startswith(("Disk /tmp/", "Disk /var/tmp/", "Disk /run/"))
+def stable(cmps): return {k for k in host_only(cmps) if k not in unstable and not scratch(cmps, k)}
+n_keys, c_keys = stable(nd["cmps"]), stable(cd["cmps"])
+ignored = sorted(k for k in host_only(nd["cmps"]) | host_only(cd["cmps"]) | host_only(ad["cmps"]) if k not in n_keys | c_keys)
+if ignored:
+    print("  not compared (changed meanwhile, or under a scratch place):", ignored)
 host_name = open("/proc/sys/kernel/hostname").read().strip()
 def keys(prefix, ks): return sorted(k for k in ks if k.startswith(prefix))
 print("  native disks:   ", keys("disk_", n_keys))
@@ -333,10 +337,11 @@ run_mode() {
   check "[$mode] it logged in with the secret's password; the ACL denied nothing" \
     bash -c "grep -q \"u'$NODE'\" '$BLOG' && ! grep -q 'Denied .* host2mqtt-$NODE ' '$BLOG'"
   local view
-  view=$(compare_view "$capture" 2>&1)
+  native_view "$WORK/native-after-$mode.json"
+  view=$(compare_view "$capture" "$WORK/native-after-$mode.json" 2>&1)
   local rc=$?
   if ((rc == 0)); then pass "[$mode] it publishes the host's view: same entities as native check (mounts, interfaces), boot time, OS, name"; else fail "[$mode] it publishes the host's view" "$view"; fi
-  printf '%s\n' "$view" | grep -E '^  (native|container|device)' | indent
+  printf '%s\n' "$view" | grep -E '^  (native|container|device|not compared)' | indent
 
   pid=$(cd / && "${as[@]}" podman inspect --format '{{.State.Pid}}' "$name")
   local st=/proc/$pid/status

@@ -15,41 +15,22 @@
 #
 #   tests/deploy/native.sh      (as root; needs dist/ from packaging/build.sh deb sysext)
 set -uo pipefail
-SCRIPT_NAME=native
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root (podman, a systemd container)"
-need podman podman runc uidmap slirp4netns fuse-overlayfs
+deploy_work h2m-native "podman, a systemd container"
 need mosquitto mosquitto
 need mosquitto_sub mosquitto-clients
 need debootstrap debootstrap
-WORK=$(mktemp -d /tmp/h2m-native.XXXXXX)
-chmod 755 "$WORK"
-on_exit "rm -rf $WORK"
-export CONTAINERS_CONF
-CONTAINERS_CONF=$(podman_conf "$WORK")
-VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
 DEB=$PROJECT/dist/host2mqtt_${VERSION}_amd64.deb
 RAW=$PROJECT/dist/host2mqtt_${VERSION}_x86-64.raw
-if [ ! -f "$DEB" ] || [ ! -f "$RAW" ]; then
-  log "packaging/build.sh deb sysext (amd64)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh deb sysext 2>&1) || { fail "packaging/build.sh deb sysext" "$out"; exit 1; }
-fi
-SYSIMG=$("$PROJECT/tests/env/systemd-image.sh" 2>"$WORK/sysimg.err") || skip "no systemd image: $(tail -3 "$WORK/sysimg.err")"
+[ -f "$DEB" ] && [ -f "$RAW" ] || build_dist deb sysext
+SYSIMG=$("$PROJECT/tests/env/systemd-image.sh" 2>"$WORK/sysimg.err") || skip_all "no systemd image: $(tail -3 "$WORK/sysimg.err")"
 
 NODE=h2m-native-sysd
 PORT=$(free_port)
 PASSWORD="pw-$RANDOM$RANDOM"
-mkdir -p "$WORK/broker" "$WORK/share" && chmod 777 "$WORK/broker"
-: >"$WORK/broker/passwd"
-mosquitto_passwd -b "$WORK/broker/passwd" "$NODE" "$PASSWORD"
-mosquitto_passwd -b "$WORK/broker/passwd" homeassistant ha-secret
-printf 'persistence false\nlog_dest file %s/mosquitto.log\nlistener %s 127.0.0.1\nallow_anonymous false\npassword_file %s/passwd\n' \
-  "$WORK/broker" "$PORT" "$WORK/broker" >"$WORK/broker/mosquitto.conf"
-chmod 644 "$WORK/broker"/*
-mosquitto -c "$WORK/broker/mosquitto.conf" >/dev/null 2>&1 &
-on_exit "stop_pid $!"
-wait_port "$PORT" || { fail "mosquitto starts"; exit 1; }
+mkdir -p "$WORK/share"
+BROKER_USERS="$NODE:$PASSWORD homeassistant:ha-secret" start_broker "$WORK/broker" "$PORT" || fatal "mosquitto starts"
 mosquitto_sub -h 127.0.0.1 -p "$PORT" -u homeassistant -P ha-secret -F '%t|%p' \
   -t "homeassistant/device/$NODE/config" -t "host2mqtt/$NODE/#" >"$WORK/capture" 2>&1 &
 on_exit "stop_pid $!"
@@ -88,7 +69,7 @@ printf '%s\n' "$out" | grep -i host2mqtt | indent
 check ".deb: the system user exists" inside getent passwd host2mqtt
 check ".deb: the unit is enabled, not started before a broker is set" \
   bash -c "[ \"\$(podman exec $SYSD systemctl is-enabled host2mqtt)\" = enabled ] && ! podman exec $SYSD systemctl -q is-active host2mqtt"
-# What the user does (INSTALL.md): the broker in the config, the password file.
+# What the user does (the README's .deb install): the broker in the config, the password file.
 inside sh -ec "
   sed -i -e 's/^host = \"localhost\"/host = \"127.0.0.1\"/' -e 's/^port = 1883/port = $PORT/' \
     -e 's/^username = \"\"/username = \"$NODE\"/' -e 's/^interval = \"30s\"/interval = \"2s\"/' /etc/host2mqtt/host2mqtt.toml

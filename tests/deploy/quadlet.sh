@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # units/host2mqtt.container AS SHIPPED, end to end, rootless:
-# - the real Quadlet generator (Debian forky's podman, in ../shared/ha's
+# - the real Quadlet generator (Debian forky's podman, in tests/ha/harness's
 #   chroot) turns the shipped file into its .service; this script runs that
 #   ExecStart's `podman run` (podman 4.3 here) as a rootless test user, with
 #   only the image, the broker address and port replaced, systemd's
@@ -23,27 +23,20 @@
 #   tests/deploy/quadlet.sh        (as root)
 # Env: H2M_IMAGE  an image already in root's storage (default: packaging/build.sh image)
 set -uo pipefail
-SCRIPT_NAME=quadlet
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root (a rootless test user, a systemd container)"
-need podman podman runc uidmap slirp4netns fuse-overlayfs
+deploy_work h2m-quadlet "a rootless test user, a systemd container"
 need mosquitto mosquitto
 need mosquitto_sub mosquitto-clients
 need busybox busybox-static
 need debootstrap debootstrap
 need jq jq
 
-WORK=$(mktemp -d /tmp/h2m-quadlet.XXXXXX)
-chmod 755 "$WORK"
-on_exit "rm -rf $WORK"
-export CONTAINERS_CONF
-CONTAINERS_CONF=$(podman_conf "$WORK")
 RUSER=${DEPLOY_QUADLET_USER:-h2m-quadlet}
 NODE=$(host_node_id)
 
 # --- the generator's unit ---------------------------------------------------------
-why=$(ensure_quadlet) || skip "no Quadlet generator: $why"
+why=$(ensure_quadlet) || skip_all "no Quadlet generator: $why"
 mkdir -p "$WORK/units"
 cp "$PROJECT/units/host2mqtt.container" "$WORK/units/"
 chmod -R a+rX "$WORK/units"
@@ -57,14 +50,12 @@ check "the generated unit waits for the network the user-unit way" grep -q 'podm
 if [ -n "${H2M_IMAGE:-}" ]; then
   IMAGE=$H2M_IMAGE
 else
-  log "packaging/build.sh image (amd64)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh image 2>&1) || { fail "packaging/build.sh image" "$out"; exit 1; }
-  VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$PROJECT/Cargo.toml" | head -1)
+  build_dist image
   IMAGE=localhost/host2mqtt:$VERSION-amd64
 fi
 
 # --- the rootless user --------------------------------------------------------------
-id "$RUSER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$RUSER" || skip "cannot create $RUSER"
+id "$RUSER" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$RUSER" || skip_all "cannot create $RUSER"
 grep -q "^$RUSER:" /etc/subuid || usermod --add-subuids 400000-465535 --add-subgids 400000-465535 "$RUSER"
 RUID=$(id -u "$RUSER") RGID=$(id -g "$RUSER") RHOME=$(getent passwd "$RUSER" | cut -d: -f6)
 # The user's runtime directory, %t: one that outlives this run (rootless
@@ -77,7 +68,7 @@ as_user podman rm -f -t 0 host2mqtt app >/dev/null 2>&1 # a run that was killed
 on_exit "stop_pid \$(cat $RT/libpod/tmp/pause.pid 2>/dev/null)"
 on_exit "stop_pid \$(cat $WORK/service.pid 2>/dev/null)"
 
-# The image reaches the user the way INSTALL.md says a registry-less host gets it.
+# The image reaches the user the way the README's Install says a registry-less host gets it.
 podman save -q -o "$WORK/image.tar" "$IMAGE" && chmod 644 "$WORK/image.tar"
 check "podman save | podman load (as the user) carries the image over" as_user podman load -q -i "$WORK/image.tar"
 # A busybox image for the user's own container.
@@ -90,7 +81,7 @@ as_user podman secret create host2mqtt-mqtt-password "$WORK/pw" >/dev/null
 on_exit "cd / && ${AS[*]} podman rm -f -t 0 host2mqtt app; cd / && ${AS[*]} podman secret rm host2mqtt-mqtt-password"
 
 # --- the systemd container: the system bus and a real user manager -----------------------
-SYSIMG=$("$PROJECT/tests/env/systemd-image.sh" 2>"$WORK/sysimg.err") || skip "no systemd image: $(tail -3 "$WORK/sysimg.err")"
+SYSIMG=$("$PROJECT/tests/env/systemd-image.sh" 2>"$WORK/sysimg.err") || skip_all "no systemd image: $(tail -3 "$WORK/sysimg.err")"
 mkdir -p "$WORK/sysbus" "$WORK/userbus"
 chown "$RUID:$RGID" "$WORK/userbus"
 SYSD=h2m-quadlet-sysd-$$
@@ -117,16 +108,7 @@ check "the system manager is degraded (a failed unit)" bash -c "podman exec $SYS
 
 # --- the broker ---------------------------------------------------------------------------
 PORT=$(free_port)
-mkdir -p "$WORK/broker" && chmod 777 "$WORK/broker"
-: >"$WORK/broker/passwd"
-mosquitto_passwd -b "$WORK/broker/passwd" myhost "$PASSWORD"
-mosquitto_passwd -b "$WORK/broker/passwd" homeassistant ha-secret
-printf 'persistence false\nlog_dest file %s/mosquitto.log\nlistener %s 127.0.0.1\nallow_anonymous false\npassword_file %s/passwd\n' \
-  "$WORK/broker" "$PORT" "$WORK/broker" >"$WORK/broker/mosquitto.conf"
-chmod 644 "$WORK/broker"/*
-mosquitto -c "$WORK/broker/mosquitto.conf" >/dev/null 2>&1 &
-on_exit "stop_pid $!"
-wait_port "$PORT" || { fail "mosquitto starts"; exit 1; }
+BROKER_USERS="myhost:$PASSWORD homeassistant:ha-secret" start_broker "$WORK/broker" "$PORT" || fatal "mosquitto starts"
 
 # The unit's podman run, for this machine: specifiers expanded, broker replaced.
 adapt() { # adapt NAME -> RUN (array)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # units/host2mqtt.service under a REAL systemd (Debian 12's 252), booted in
-# a Podman container (never on this machine: ../shared/REAL-COMPONENTS.md),
+# a Podman container (never on this machine),
 # installed the way the README says, against a Mosquitto with the README's
 # ACL inside that container:
 # - `systemctl start` returns once the agent sent READY=1 (Type=notify);
@@ -19,30 +19,16 @@
 #   tests/deploy/service.sh       (as root; the first run builds the image: ~2 min)
 # Env: HOST2MQTT_STATIC_BIN  the binary to install (default: packaging/build.sh bin's)
 set -uo pipefail
-SCRIPT_NAME=service
 source "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root (podman, a systemd container)"
-need podman podman runc uidmap slirp4netns fuse-overlayfs
+deploy_work h2m-service "podman, a systemd container"
 need debootstrap debootstrap
 need mosquitto_passwd mosquitto
 
-WORK=$(mktemp -d /tmp/h2m-service.XXXXXX)
-chmod 755 "$WORK"
-on_exit "rm -rf $WORK"
-export CONTAINERS_CONF
-CONTAINERS_CONF=$(podman_conf "$WORK")
-
-if [ -n "${HOST2MQTT_STATIC_BIN:-}" ]; then
-  BIN=$(realpath "$HOST2MQTT_STATIC_BIN")
-else
-  log "building the static binary (packaging/build.sh bin)"
-  out=$(cd "$PROJECT" && ARCHES=amd64 INSTALL=1 packaging/build.sh bin 2>&1) || { fail "static build" "$out"; exit 1; }
-  BIN=$PROJECT/dist/host2mqtt-x86_64
-fi
+static_binary
 
 log "the systemd image (tests/deploy/sysd-image.sh; built once, about 2 minutes)"
-IMAGE=$("$DEPLOY_DIR/sysd-image.sh" 2>"$WORK/image.err") || skip "cannot build the systemd image: $(tail -3 "$WORK/image.err")"
+IMAGE=$("$DEPLOY_DIR/sysd-image.sh" 2>"$WORK/image.err") || skip_all "cannot build the systemd image: $(tail -3 "$WORK/image.err")"
 
 NODE=h2m-deploy-sysd
 SHARE=$WORK/share
@@ -94,12 +80,6 @@ check "systemd booted in the container ($state)" bash -c "[[ '$state' == running
 log "systemd $(inside systemctl --version | head -1 | cut -d' ' -f2)"
 
 show() { inside systemctl show -P "$1" host2mqtt; }
-wait_for() { # wait_for SECONDS CMD...: until CMD succeeds
-  local n=$(($1 * 10))
-  shift
-  while ((n-- > 0)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
-}
 
 # On a host, systemd makes / a shared mount at boot; in a container it
 # leaves that to the runtime, and podman's rootfs is private. LoadCredential
@@ -117,11 +97,11 @@ inside sh -ec '
   systemctl daemon-reload
 ' || fail "install the unit as the README says"
 check "systemd-analyze verify by the systemd that runs it" bash -c "[ -z \"\$(podman exec $NAME systemd-analyze verify /etc/systemd/system/host2mqtt.service 2>&1)\" ]"
-wait_for 10 inside bash -c 'exec 3<>/dev/tcp/127.0.0.1/1883' || fail "the broker listens in the container"
+wait_until 10 inside bash -c 'exec 3<>/dev/tcp/127.0.0.1/1883' 2>/dev/null || fail "the broker listens in the container"
 # HA's view, in the background: state, availability, discovery of this node.
 inside sh -c "rm -f /run/sub.out; setsid mosquitto_sub -h 127.0.0.1 -u homeassistant -P ha-secret -q 1 -F '%t|%p' -t 'host2mqtt/$NODE/#' -t 'homeassistant/device/$NODE/config' >/run/sub.out 2>&1 &"
 seen() { # seen REGEX SECONDS
-  wait_for "$2" inside grep -qE "$1" /run/sub.out || {
+  wait_until "$2" inside grep -qE "$1" /run/sub.out || {
     echo "nothing matching $1; the subscriber saw:"
     inside cut -c1-150 /run/sub.out | tail -5
     return 1
@@ -137,7 +117,7 @@ UID_=$(inside awk '/^Uid:/ { print $2 }' "/proc/$PID/status")
 check "runs as the host2mqtt user (uid $UID_), not root" test "$UID_" = "$(inside id -u host2mqtt)"
 check "no capabilities" bash -c "[ \"\$(podman exec $NAME awk '/^CapEff:/ { print \$2 }' /proc/$PID/status)\" = 0000000000000000 ]"
 check "no password in its config: it logged in with the LoadCredential one; the ACL denied nothing" \
-  bash -c "$(declare -f seen wait_for inside); NAME=$NAME; seen '^host2mqtt/$NODE/state\|\{' 10 && ! podman exec $NAME journalctl -u h2m-broker | grep -q 'Denied'"
+  bash -c "$(declare -f seen wait_until inside); NAME=$NAME; seen '^host2mqtt/$NODE/state\|\{' 10 && ! podman exec $NAME journalctl -u h2m-broker | grep -q 'Denied'"
 check "discovery published" seen "^homeassistant/device/$NODE/config\|\{" 5
 
 # The sandbox must not blind the collectors: compare with an unsandboxed run.
@@ -186,8 +166,8 @@ sleep 6
 check "petted: still active after 3 x WatchdogSec, no restart" bash -c "[ '$(show ActiveState)' = active ] && [ '$(show NRestarts)' = 0 ]"
 PID=$(show MainPID)
 inside sh -c "kill -STOP $PID"
-check "a SIGSTOPped agent: watchdog timeout" wait_for 12 bash -c "podman exec $NAME journalctl -u host2mqtt --no-pager | grep -q 'Watchdog timeout'"
-check "... and it is restarted" wait_for 12 bash -c "[ \"\$(podman exec $NAME systemctl show -P NRestarts host2mqtt)\" -ge 1 ] && [ \"\$(podman exec $NAME systemctl show -P ActiveState host2mqtt)\" = active ]"
+check "a SIGSTOPped agent: watchdog timeout" wait_until 12 bash -c "podman exec $NAME journalctl -u host2mqtt --no-pager | grep -q 'Watchdog timeout'"
+check "... and it is restarted" wait_until 12 bash -c "[ \"\$(podman exec $NAME systemctl show -P NRestarts host2mqtt)\" -ge 1 ] && [ \"\$(podman exec $NAME systemctl show -P ActiveState host2mqtt)\" = active ]"
 
 log "a config error: exit 78, no restart"
 inside sh -c 'printf "[Service]\nEnvironment=HOST2MQTT__MQTT__HOTS=x\n" >/run/systemd/system/host2mqtt.service.d/typo.conf && systemctl daemon-reload'
@@ -204,6 +184,6 @@ inside sh -c 'rm -f /run/systemd/system/host2mqtt.service.d/typo.conf && systemc
 seen "^host2mqtt/$NODE/availability\|online" 10 >/dev/null
 inside systemctl stop host2mqtt
 check "systemctl stop: the agent publishes offline and exits cleanly" \
-  bash -c "$(declare -f seen wait_for inside); NAME=$NAME; seen '^host2mqtt/$NODE/availability\|offline' 5 && [ \"\$(podman exec $NAME systemctl show -P Result host2mqtt)\" = success ]"
+  bash -c "$(declare -f seen wait_until inside); NAME=$NAME; seen '^host2mqtt/$NODE/availability\|offline' 5 && [ \"\$(podman exec $NAME systemctl show -P Result host2mqtt)\" = success ]"
 
 exit 0

@@ -3,7 +3,7 @@
 # a real systemd (252), D-Bus and libnss-systemd as in a standard install,
 # and Mosquitto, so units/host2mqtt.service runs under
 # the systemd our users have, without ever starting systemd on this machine
-# (../shared/REAL-COMPONENTS.md: systemd only inside a container).
+# (systemd runs only inside a container).
 #
 #   tests/deploy/sysd-image.sh       # builds unless it exists; prints the image name
 #

@@ -6,21 +6,18 @@
 # - host2mqtt.service: the directives the agent relies on, the credential
 #   name the config expects, and `systemd-analyze security` exposure;
 # - host2mqtt.container by the real Quadlet generator (Debian forky's podman
-#   5.8, in ../shared/ha's chroot, set up here when missing): no unsupported
-#   key or error (and a broken copy proving such errors are caught), and the
-#   generated service and `podman run` line carrying what the README
+#   5.x, in the chroot of tests/ha/harness, podman installed there once):
+#   no unsupported key or error (and a broken copy proving such errors are
+#   caught), and the generated service and `podman run` line carrying what the README
 #   promises; the generated .service verified by systemd-analyze too.
 #
 #   tests/deploy/units.sh
-# Env: HA_HARNESS (default ../shared/ha), HA_HARNESS_DIR (default /tmp/ha)
+# Env: H2M_HA_DIR (the harness's cache, default /var/cache/host2mqtt/ha)
 set -uo pipefail
-SCRIPT_NAME=units
 source "$(dirname "$0")/lib.sh"
 
 command -v systemd-analyze >/dev/null || need systemd-analyze systemd
-WORK=$(mktemp -d /tmp/h2m-units.XXXXXX)
-chmod 755 "$WORK"
-on_exit "rm -rf $WORK"
+deploy_work h2m-units
 mkdir -p "$WORK/xdg" && chmod 700 "$WORK/xdg"
 export XDG_RUNTIME_DIR=$WORK/xdg # for `systemd-analyze verify --user`
 UNITS=${DEPLOY_UNITS:-$PROJECT/units} # (another directory: to test this script)
@@ -71,10 +68,10 @@ check "host2mqtt.service: systemd-analyze security exposure ${EXPOSURE:-?} (<= 2
 
 # --- the Quadlet --------------------------------------------------------------
 if ! why=$(ensure_quadlet); then
-  log "SKIP the Quadlet checks: $why"
+  skip "the Quadlet checks" "no Quadlet generator: $why"
   exit 0
 fi
-log "Quadlet generator: $("$HA_HARNESS/chroot-run.sh" -- podman --version 2>/dev/null)"
+log "Quadlet generator: $(in_forky -- podman --version 2>/dev/null)"
 mkdir -p "$WORK/q"
 cp "$UNITS"/*.container "$WORK/q/"
 chmod -R a+rX "$WORK/q"

@@ -2,8 +2,8 @@
 # A private rootful Podman for the container tests and bench: its own
 # storage, run directory, file locks, events log and API socket, all under
 # DIR, so it neither touches nor sees the machine's other containers (another
-# test may be using the default storage at the same time). Facts behind the
-# settings: ../../../shared/REAL-COMPONENTS.md ("Podman (root) and its REST API").
+# test may be using the default storage at the same time). The settings:
+# systemd-containers.conf beside this script, plus file locks.
 #
 #   tests/env/podman.sh setup DIR           # containers.conf + a busybox image, localhost/bb:latest
 #   tests/env/podman.sh serve DIR           # API service on DIR/podman.sock; prints its PID
@@ -17,21 +17,12 @@ cmd=${1:?usage: podman.sh setup|serve|podman|teardown DIR [ARGS...]}
 dir=${2:?usage: podman.sh $cmd DIR}
 shift 2
 
-# Stock settings fail here (setrlimit refused; crun refuses hybrid cgroups).
-# lock_type "file" keeps the locks under --tmpdir: the default shm locks are
+# systemd-containers.conf (its last section is [engine]) and lock_type
+# "file": that keeps the locks under --tmpdir; the default shm locks are
 # shared by every root podman on the machine, and a fresh run directory
 # would reset them under the other tests' feet.
 write_conf() {
-    cat >"$dir/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-CONF
+    { cat "$(dirname "$0")/systemd-containers.conf"; echo 'lock_type = "file"'; } >"$dir/containers.conf"
 }
 
 p() {

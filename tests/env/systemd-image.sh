@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds, once, the image tests/systemd_dbus.rs boots: Debian bookworm with a
 # real systemd and D-Bus, so the tests talk to the real org.freedesktop.systemd1
-# API without ever starting systemd on this machine (see
-# shared/REAL-COMPONENTS.md, "D-Bus and systemd"). Its user `h2m` (uid 1000)
+# API without ever starting systemd on this machine (systemd runs only
+# inside a container, as PID 1 of its own). Its user `h2m` (uid 1000)
 # lingers, so its user manager runs at boot.
 #
 #   tests/env/systemd-image.sh          # build unless it exists; prints the image name

@@ -51,47 +51,34 @@ podman exec "$NAME" sh -c 'printf "#!/bin/sh\n[ \"\$*\" = \"auto-update --dry-ru
 as_user systemctl --user daemon-reload
 
 OUT=/home/h2m/.local/state/host2mqtt/auto-update.json
-if verify=$(as_user systemd-analyze --user verify /home/h2m/.config/systemd/user/host2mqtt-updates.service /home/h2m/.config/systemd/user/host2mqtt-updates.timer 2>&1) && [ -z "$verify" ]; then
-    pass "systemd-analyze --user verify: no message"
-else
-    fail "systemd-analyze --user verify: $verify"
-fi
+# From here on a failed check is counted, not the end of the script.
+set +e
+verify() { # silent, or failed
+    local out
+    out=$(as_user systemd-analyze --user verify /home/h2m/.config/systemd/user/host2mqtt-updates.service \
+        /home/h2m/.config/systemd/user/host2mqtt-updates.timer 2>&1) && [ -z "$out" ] && return 0
+    printf '%s\n' "$out"
+    return 1
+}
+start_service() {
+    as_user systemctl --user start host2mqtt-updates.service && return 0
+    as_user journalctl --user -u host2mqtt-updates.service -n 5 --no-pager
+    return 1
+}
+wrote() { # wrote FIXTURE: the service's file is FIXTURE, byte for byte
+    podman exec "$NAME" cat "$OUT" | cmp -s - "$1" && return 0
+    echo "the file holds: $(podman exec "$NAME" cat "$OUT" 2>&1 | head -c 300)"
+    return 1
+}
+check "systemd-analyze --user verify: no message" verify
 
-if as_user systemctl --user start host2mqtt-updates.service; then
-    pass "the service runs the stand-in podman and succeeds"
-else
-    fail "the service failed: $(as_user journalctl --user -u host2mqtt-updates.service -n 5 --no-pager 2>&1 || true)"
-fi
-if podman exec "$NAME" cat "$OUT" | cmp -s - "$FIX/4.3.1-pending.json"; then
-    pass "it wrote podman's JSON byte for byte to ~/.local/state/host2mqtt/auto-update.json"
-else
-    fail "the file differs from podman's output: $(podman exec "$NAME" cat "$OUT" 2>&1 | head -c 300)"
-fi
+check "the service runs the stand-in podman and succeeds" start_service
+check "it wrote podman's JSON byte for byte to ~/.local/state/host2mqtt/auto-update.json" wrote "$FIX/4.3.1-pending.json"
 
 podman exec "$NAME" sh -c 'printf "#!/bin/sh\necho \"Error: dial unix /run/systemd/private\" >&2\nexit 125\n" > /usr/local/bin/podman'
-if as_user systemctl --user start host2mqtt-updates.service 2>/dev/null; then
-    fail "the service succeeded although podman failed"
-else
-    pass "podman failing fails the service"
-fi
-if podman exec "$NAME" cat "$OUT" | cmp -s - "$FIX/timer-error.json"; then
-    pass "the file says so, exactly as tests/fixtures/autoupdate/timer-error.json"
-else
-    fail "the error file differs: $(podman exec "$NAME" cat "$OUT" 2>&1 | head -c 300)"
-fi
-if podman exec "$NAME" test -e "$OUT.tmp"; then
-    fail "a temporary file was left behind"
-else
-    pass "no temporary file left behind"
-fi
+check "podman failing fails the service" bash -c "! podman exec -u h2m -e XDG_RUNTIME_DIR=/run/user/1000 $NAME systemctl --user start host2mqtt-updates.service"
+check "the file says so, exactly as tests/fixtures/autoupdate/timer-error.json" wrote "$FIX/timer-error.json"
+check "no temporary file left behind" bash -c "! podman exec $NAME test -e $OUT.tmp"
 
-if enable=$(as_user systemctl --user enable --now host2mqtt-updates.timer 2>&1); then
-    pass "the timer enables"
-else
-    fail "enabling the timer: $enable"
-fi
-timers=$(as_user systemctl --user list-timers --no-pager 2>&1 || true)
-case $timers in
-*host2mqtt-updates.timer*) pass "the timer is scheduled" ;;
-*) fail "the timer is not scheduled: $timers" ;;
-esac
+check "the timer enables" as_user systemctl --user enable --now host2mqtt-updates.timer
+check "the timer is scheduled" bash -c "podman exec -u h2m -e XDG_RUNTIME_DIR=/run/user/1000 $NAME systemctl --user list-timers --no-pager | grep -q host2mqtt-updates.timer"
