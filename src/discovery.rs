@@ -33,7 +33,6 @@ pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("avty_mode", "availability_mode"),
     ("cmd_t", "command_topic"),
     ("def_ent_id", "default_entity_id"),
-    ("dev", "device"),
     ("dev_cla", "device_class"),
     ("en", "enabled_by_default"),
     ("ent_cat", "entity_category"),
@@ -41,7 +40,6 @@ pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("ic", "icon"),
     ("json_attr_t", "json_attributes_topic"),
     ("json_attr_tpl", "json_attributes_template"),
-    ("o", "origin"),
     ("ops", "options"),
     ("pl_inst", "payload_install"),
     ("pl_prs", "payload_press"),
@@ -63,8 +61,10 @@ const DEVICE_ABBREVIATIONS: &[(&str, &str)] = &[
 ];
 
 /// Expands a discovery payload's abbreviated keys to HA's long names, as
-/// HA does when it receives it (the top level, `dev`, `o`, each component
-/// and each availability entry). Unknown keys are kept as they are.
+/// HA does when it receives it (the top level, inside `dev` and `o`, each
+/// component and each availability entry). `dev`, `o` and `cmps` stay: they
+/// are the names HA's documentation gives device-based discovery. Unknown
+/// keys are kept as they are.
 pub fn expand_abbreviations(payload: &mut Json) {
     fn rename(obj: &mut Map<String, Json>, table: &[(&str, &str)]) {
         for (short, long) in table {
@@ -85,7 +85,7 @@ pub fn expand_abbreviations(payload: &mut Json) {
         return;
     };
     expand_entity(top);
-    for part in ["device", "origin"] {
+    for part in ["dev", "o"] {
         if let Some(obj) = top.get_mut(part).and_then(Json::as_object_mut) {
             rename(obj, DEVICE_ABBREVIATIONS);
         }
@@ -783,8 +783,8 @@ mod tests {
         assert_eq!(c["value_template"], "{{value_json.disk_root_used}}");
         assert_eq!(long["state_topic"], "host2mqtt/h1/state");
         assert_eq!(long["availability"][0]["topic"], "host2mqtt/h1/availability");
-        assert_eq!(long["device"]["identifiers"][0], "host2mqtt_h1");
-        assert_eq!(long["origin"]["name"], "host2mqtt");
+        assert_eq!(long["dev"]["identifiers"][0], "host2mqtt_h1");
+        assert_eq!(long["o"]["support_url"], SUPPORT_URL);
     }
 
     #[test]
