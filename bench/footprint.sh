@@ -99,19 +99,18 @@ CONF
     mkdir -p "$work/collectd"
 fi
 if [ -n "$MSM_BIN" ]; then
-    # mqtt-system-monitor's own config format (its README): broker, update
-    # period, the entities it offers.
+    # mqtt-system-monitor's config (its README): CPU, memory and one
+    # network interface, which is what it can report.
+    iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
     cat > "$work/msm.toml" <<CONF
-log_verbosity = 2
+log-verbosity = 1
 [mqtt]
-hostname = "127.0.0.1"
+host = "127.0.0.1"
 port = $port
 entity = "bench_msm"
-prefix = "system-monitor"
+update-period = $INTERVAL
 [sensors]
-cpu_usage = true
-memory_usage = true
-update_period = $INTERVAL
+network = [ "$iface" ]
 CONF
 fi
 
@@ -135,7 +134,7 @@ for round in $(seq "$ROUNDS"); do
         "$COLLECTD" -f -C "$work/collectd.conf" 2>>"$work/collectd.log" & agent[collectd]=$!; pids+=($!)
     fi
     if [ -n "$MSM_BIN" ]; then
-        "$MSM_BIN" -c "$work/msm.toml" >>"$work/msm.log" 2>&1 & agent[mqtt-system-monitor]=$!; pids+=($!)
+        "$MSM_BIN" "$work/msm.toml" >>"$work/msm.log" 2>&1 & agent[mqtt-system-monitor]=$!; pids+=($!)
     fi
     sleep "$WARMUP"
     declare -A c0=() w0=()
