@@ -40,7 +40,7 @@ COLLECTD=$(command -v collectd || echo /usr/sbin/collectd)
 [ -x "$COLLECTD" ] && [ -e /usr/lib/collectd/mqtt.so ] || COLLECTD=
 
 work=$(mktemp -d /tmp/h2m-foot.XXXXXX)
-chmod 755 "$work"
+chmod 777 "$work"  # mosquitto drops to its own user and writes its log here
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
