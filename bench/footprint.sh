@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
-# Footprint benchmark: runs the release binary against a private Mosquitto
-# at a 10 s interval and reports RSS, CPU seconds per hour, median cycle
-# time and bytes on the wire per cycle. A measurement, not a test.
+# Footprint benchmark: the release binaries (glibc and static musl) side by
+# side with collectd (and mqtt-system-monitor when installed), all running
+# at once against one private Mosquitto, so every figure of one table comes
+# from the same minutes of the same machine. A measurement, not a test.
 #
-#   bench/footprint.sh                 # 5 minutes (30 cycles)
-#   BENCH_SECONDS=120 bench/footprint.sh
+#   bench/footprint.sh                          # 10 s interval, 30 s warm-up, 180 s window, 2 rounds
+#   BENCH_SECONDS=60 BENCH_WARMUP=15 BENCH_ROUNDS=1 bench/footprint.sh   # a smoke run
+#   MSM_BIN=/tmp/msm/bin/mqtt-system-monitor bench/footprint.sh
 #
-# Bytes on the wire come from /proc/PID/io (wchar: every byte the process
-# wrote, and with logging at "warn" that is its MQTT socket), counted over
-# the steady state, so the one-off discovery payload is not in the figure.
+# Per agent and round, over the window (after the warm-up):
+#   CPU per cycle   nanoseconds on a CPU from /proc/PID/task/*/schedstat
+#                   (the process's own accounting, all its threads), divided
+#                   by the cycles the window holds (window / interval)
+#   VmRSS           /proc/PID/status at the end of the window
+#   PSS, USS        /proc/PID/smaps_rollup (USS = Private_Clean + Private_Dirty)
+#   bytes/cycle     /proc/PID/io wchar over the window / cycles (logging is
+#                   at warn, so that is the MQTT socket)
+#   discovery B     the retained discovery payload (host2mqtt only)
+# The table gives each figure's median over the rounds and the ratio
+# host2mqtt/collectd. collectd: Debian's collectd-core with its mqtt plugin
+# and cpu, memory, df, interface, load: what host2mqtt reports by default
+# without HA discovery. This host has no Podman socket and no system bus
+# unless something started them, and the table says which it had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_TOTAL=${BENCH_SECONDS:-300}
-INTERVAL=${BENCH_INTERVAL:-10s}
+WINDOW=${BENCH_SECONDS:-180}
+WARMUP=${BENCH_WARMUP:-30}
+ROUNDS=${BENCH_ROUNDS:-2}
+INTERVAL=${BENCH_INTERVAL:-10}
+MSM_BIN=${MSM_BIN:-$(command -v mqtt-system-monitor || true)}
 
 command -v mosquitto >/dev/null || { echo "needs mosquitto (apt-get install mosquitto mosquitto-clients)"; exit 1; }
 cargo build --release --quiet
-BIN=target/release/host2mqtt
+cargo build --release --quiet --target x86_64-unknown-linux-musl \
+    || { echo "needs the musl target: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools"; exit 1; }
+GLIBC=target/release/host2mqtt
+MUSL=target/x86_64-unknown-linux-musl/release/host2mqtt
+COLLECTD=$(command -v collectd || echo /usr/sbin/collectd)
+[ -x "$COLLECTD" ] && [ -e /usr/lib/collectd/mqtt.so ] || COLLECTD=
 
-work=$(mktemp -d /tmp/h2m-bench.XXXXXX)
-chmod 777 "$work"
+work=$(mktemp -d /tmp/h2m-foot.XXXXXX)
+chmod 777 "$work"  # mosquitto drops to its own user and writes its log here
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
@@ -35,43 +56,142 @@ chmod 644 "$work/mosquitto.conf"
 mosquitto -c "$work/mosquitto.conf" & pids+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 
-cat > "$work/h2m.toml" <<CONF
-interval = "$INTERVAL"
-node_id = "bench"
+h2m_conf() {  # node
+    cat > "$work/$1.toml" <<CONF
+interval = "${INTERVAL}s"
+node_id = "$1"
 [mqtt]
 host = "127.0.0.1"
 port = $port
 CONF
-mosquitto_sub -h 127.0.0.1 -p "$port" -t 'host2mqtt/bench/state' > "$work/states.jsonl" & pids+=($!)
-HOST2MQTT_LOG=warn "$BIN" --config "$work/h2m.toml" run 2>"$work/agent.log" & agent=$!; pids+=($agent)
+}
+h2m_conf bench_glibc
+h2m_conf bench_musl
+if [ -n "$COLLECTD" ]; then
+    cat > "$work/collectd.conf" <<CONF
+Hostname "bench_collectd"
+FQDNLookup false
+Interval $INTERVAL
+BaseDir "$work/collectd"
+PIDFile "$work/collectd.pid"
+PluginDir "/usr/lib/collectd"
+TypesDB "/usr/share/collectd/types.db"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel warning
+  File "$work/collectd.log"
+</Plugin>
+LoadPlugin cpu
+LoadPlugin memory
+LoadPlugin df
+LoadPlugin interface
+LoadPlugin load
+LoadPlugin mqtt
+<Plugin mqtt>
+  <Publish "bench">
+    Host "127.0.0.1"
+    Port $port
+    ClientId "bench_collectd"
+    Prefix "collectd"
+  </Publish>
+</Plugin>
+CONF
+    mkdir -p "$work/collectd"
+fi
+if [ -n "$MSM_BIN" ]; then
+    # mqtt-system-monitor's config (its README): CPU, memory and one
+    # network interface, which is what it can report.
+    iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
+    cat > "$work/msm.toml" <<CONF
+log-verbosity = 1
+[mqtt]
+host = "127.0.0.1"
+port = $port
+entity = "bench_msm"
+update-period = $INTERVAL
+[sensors]
+network = [ "$iface" ]
+CONF
+fi
 
-# Let the first cycles (discovery, first-rate cycle) pass.
-sleep 12
-read_io() { awk '/^wchar/ {print $2}' /proc/$agent/io; }
-read_cpu() { awk '{print $14 + $15}' /proc/$agent/stat; }
-states0=$(wc -l < "$work/states.jsonl"); w0=$(read_io); c0=$(read_cpu); t0=$(date +%s.%N)
-sleep "$SECONDS_TOTAL"
-states1=$(wc -l < "$work/states.jsonl"); w1=$(read_io); c1=$(read_cpu); t1=$(date +%s.%N)
-rss_kb=$(awk '/^VmRSS/ {print $2}' /proc/$agent/status)
-hwm_kb=$(awk '/^VmHWM/ {print $2}' /proc/$agent/status)
-size=$(stat -c %s "$BIN")
-tck=$(getconf CLK_TCK)
+# Sum of the run time of every thread of $1, in ns.
+cpu_ns() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+wchar() { awk '/^wchar/ {print $2}' /proc/$1/io; }
+mem() {  # rss pss uss, in KiB
+    local rss; rss=$(awk '/^VmRSS/ {print $2}' /proc/$1/status)
+    awk -v rss="$rss" '/^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print rss, p, u}' /proc/$1/smaps_rollup
+}
 
-python3 - "$work/states.jsonl" "$states0" "$states1" "$w0" "$w1" "$c0" "$c1" "$t0" "$t1" "$rss_kb" "$hwm_kb" "$size" "$tck" <<'PY'
+podman_socket=no; [ -S /run/podman/podman.sock ] && podman_socket=yes
+system_bus=no; [ -S /run/dbus/system_bus_socket ] && system_bus=yes
+results="$work/results.txt"
+: > "$results"
+for round in $(seq "$ROUNDS"); do
+    declare -A agent=()
+    HOST2MQTT_LOG=warn "$GLIBC" --config "$work/bench_glibc.toml" run 2>"$work/glibc.log" & agent[host2mqtt-glibc]=$!; pids+=($!)
+    HOST2MQTT_LOG=warn "$MUSL" --config "$work/bench_musl.toml" run 2>"$work/musl.log" & agent[host2mqtt-musl]=$!; pids+=($!)
+    if [ -n "$COLLECTD" ]; then
+        "$COLLECTD" -f -C "$work/collectd.conf" 2>>"$work/collectd.log" & agent[collectd]=$!; pids+=($!)
+    fi
+    if [ -n "$MSM_BIN" ]; then
+        "$MSM_BIN" "$work/msm.toml" >>"$work/msm.log" 2>&1 & agent[mqtt-system-monitor]=$!; pids+=($!)
+    fi
+    sleep "$WARMUP"
+    declare -A c0=() w0=()
+    for a in "${!agent[@]}"; do c0[$a]=$(cpu_ns "${agent[$a]}"); w0[$a]=$(wchar "${agent[$a]}"); done
+    sleep "$WINDOW"
+    for a in "${!agent[@]}"; do
+        p=${agent[$a]}
+        if ! kill -0 "$p" 2>/dev/null; then echo "round $round: $a exited early" >&2; continue; fi
+        read -r rss pss uss < <(mem "$p")
+        echo "$round $a $(( $(cpu_ns "$p") - c0[$a] )) $(( $(wchar "$p") - w0[$a] )) $rss $pss $uss" >> "$results"
+    done
+    for node in bench_glibc bench_musl; do
+        n=$(mosquitto_sub -h 127.0.0.1 -p "$port" -t "homeassistant/device/$node/config" -C 1 -W 5 2>/dev/null | tr -d '\n' | wc -c || true)
+        echo "$round discovery-$node $n" >> "$results"
+    done
+    mosquitto_sub -h 127.0.0.1 -p "$port" -t "homeassistant/device/bench_glibc/config" -C 1 -W 5 > "$work/discovery.json" 2>/dev/null || true
+    for a in "${!agent[@]}"; do kill "${agent[$a]}" 2>/dev/null || true; wait "${agent[$a]}" 2>/dev/null || true; done
+    unset agent c0 w0
+done
+
+python3 - "$results" "$WINDOW" "$INTERVAL" "$WARMUP" "$ROUNDS" "$work/discovery.json" "$podman_socket" "$system_bus" \
+    "$(stat -c %s "$GLIBC")" "$(stat -c %s "$MUSL")" <<'PY'
 import json, statistics, sys
-path, s0, s1, w0, w1, c0, c1, t0, t1, rss, hwm, size, tck = sys.argv[1:]
-s0, s1, w0, w1, c0, c1, tck = map(int, (s0, s1, w0, w1, c0, c1, tck))
-t0, t1 = float(t0), float(t1)
-lines = open(path).read().splitlines()[s0:s1]
-cycles = [json.loads(l).get("cycle_duration") for l in lines]
-cycles = [c for c in cycles if c is not None]
-n = max(s1 - s0, 1)
-state_bytes = statistics.median(len(l) for l in lines) if lines else 0
-cpu_s = (c1 - c0) / tck
-print(f"cycles measured        {s1 - s0} over {t1 - t0:.0f} s")
-print(f"RSS                    {int(rss) / 1024:.1f} MiB (peak {int(hwm) / 1024:.1f} MiB)")
-print(f"CPU                    {cpu_s / (t1 - t0) * 3600:.2f} s per hour")
-print(f"median cycle           {statistics.median(cycles):.3f} ms" if cycles else "median cycle           n/a")
-print(f"bytes on the wire      {(w1 - w0) / n:.0f} per cycle (state payload {state_bytes:.0f} B)")
-print(f"binary size            {int(size) / 1024 / 1024:.1f} MiB")
+path, window, interval, warmup, rounds, disc, podman, bus, gsize, msize = sys.argv[1:]
+window, interval = float(window), float(interval)
+cycles = window / interval
+rows, disco = {}, {}
+for line in open(path):
+    f = line.split()
+    if f[1].startswith("discovery-"):
+        disco.setdefault(f[1][len("discovery-"):], []).append(int(f[2]))
+        continue
+    _, agent, cpu, wr, rss, pss, uss = f
+    rows.setdefault(agent, []).append((int(cpu) / cycles / 1e6, int(wr) / cycles, int(rss) / 1024, int(pss) / 1024, int(uss) / 1024))
+try:
+    entities = len(json.load(open(disc))["cmps"])
+except Exception:
+    entities = "?"
+med = {a: [statistics.median(v[i] for v in rs) for i in range(5)] for a, rs in rows.items()}
+order = [a for a in ("host2mqtt-glibc", "host2mqtt-musl", "collectd", "mqtt-system-monitor") if a in med]
+print(f"{len(next(iter(rows.values()), []))} round(s) of {window:.0f} s after {warmup} s warm-up, interval {interval:.0f} s "
+      f"({cycles:.0f} cycles), medians; Podman socket: {podman}, system bus: {bus}")
+print(f"binary: glibc {int(gsize) / 2**20:.2f} MiB, static musl {int(msize) / 2**20:.2f} MiB (stripped)")
+print()
+print("| agent | CPU per cycle | VmRSS | PSS | USS | bytes/cycle | discovery | HA entities |")
+print("|---|---|---|---|---|---|---|---|")
+for a in order:
+    cpu, wr, rss, pss, uss = med[a]
+    node = {"host2mqtt-glibc": "bench_glibc", "host2mqtt-musl": "bench_musl"}.get(a)
+    d = f"{statistics.median(disco[node]):.0f} B" if node in disco and disco[node] else "-"
+    ents = entities if node else ("0" if a == "collectd" else "?")
+    print(f"| {a} | {cpu:.3f} ms | {rss:.2f} MiB | {pss:.2f} MiB | {uss:.2f} MiB | {wr:.0f} | {d} | {ents} |")
+for peer in ("collectd", "mqtt-system-monitor"):
+    if peer not in med:
+        continue
+    for a in ("host2mqtt-glibc", "host2mqtt-musl"):
+        if a in med:
+            r = [x / y if y else float("nan") for x, y in zip(med[a], med[peer])]
+            print(f"| {a}/{peer} | {r[0]:.2f}× | {r[2]:.2f}× | {r[3]:.2f}× | {r[4]:.2f}× | {r[1]:.2f}× | | |")
 PY

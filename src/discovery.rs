@@ -24,6 +24,81 @@ pub const OFFLINE: &str = "offline";
 /// Where the project lives; HA shows it as the origin's support URL.
 pub const SUPPORT_URL: &str = "https://github.com/host2mqtt/host2mqtt";
 
+/// HA's documented abbreviations of discovery keys that we send, short →
+/// long (homeassistant/components/mqtt/abbreviations.py). HA expands them
+/// on receipt; [`expand_abbreviations`] does the same for readers of our
+/// payloads (tests, tools).
+pub const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("avty", "availability"),
+    ("avty_mode", "availability_mode"),
+    ("cmd_t", "command_topic"),
+    ("def_ent_id", "default_entity_id"),
+    ("dev_cla", "device_class"),
+    ("en", "enabled_by_default"),
+    ("ent_cat", "entity_category"),
+    ("exp_aft", "expire_after"),
+    ("ic", "icon"),
+    ("json_attr_t", "json_attributes_topic"),
+    ("json_attr_tpl", "json_attributes_template"),
+    ("ops", "options"),
+    ("pl_inst", "payload_install"),
+    ("pl_prs", "payload_press"),
+    ("stat_cla", "state_class"),
+    ("stat_t", "state_topic"),
+    ("sug_dsp_prc", "suggested_display_precision"),
+    ("uniq_id", "unique_id"),
+    ("unit_of_meas", "unit_of_measurement"),
+    ("val_tpl", "value_template"),
+];
+
+/// Device and origin keys, abbreviated differently inside `dev` and `o`.
+const DEVICE_ABBREVIATIONS: &[(&str, &str)] = &[
+    ("ids", "identifiers"),
+    ("mf", "manufacturer"),
+    ("mdl", "model"),
+    ("mdl_id", "model_id"),
+    ("sa", "suggested_area"),
+    ("sw", "sw_version"),
+    ("url", "support_url"),
+];
+
+/// Expands a discovery payload's abbreviated keys to HA's long names, as
+/// HA does when it receives it (the top level, inside `dev` and `o`, each
+/// component and each availability entry). `dev`, `o` and `cmps` stay: they
+/// are the names HA's documentation gives device-based discovery. Unknown
+/// keys are kept as they are.
+pub fn expand_abbreviations(payload: &mut Json) {
+    fn rename(obj: &mut Map<String, Json>, table: &[(&str, &str)]) {
+        for (short, long) in table {
+            if let Some(v) = obj.remove(*short) {
+                obj.insert((*long).to_string(), v);
+            }
+        }
+    }
+    fn expand_entity(obj: &mut Map<String, Json>) {
+        rename(obj, ABBREVIATIONS);
+        if let Some(Json::Array(list)) = obj.get_mut("availability") {
+            for a in list.iter_mut().filter_map(Json::as_object_mut) {
+                rename(a, &[("t", "topic"), ("val_tpl", "value_template")]);
+            }
+        }
+    }
+    let Some(top) = payload.as_object_mut() else {
+        return;
+    };
+    expand_entity(top);
+    for part in ["dev", "o"] {
+        if let Some(obj) = top.get_mut(part).and_then(Json::as_object_mut) {
+            rename(obj, DEVICE_ABBREVIATIONS);
+        }
+    }
+    if let Some(cmps) = top.get_mut("cmps").and_then(Json::as_object_mut) {
+        for c in cmps.values_mut().filter_map(Json::as_object_mut) {
+            expand_entity(c);
+        }
+    }
+}
+
 /// Every topic this host uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -346,6 +421,9 @@ impl Model {
 
     /// The device-based discovery payload for `entities`, plus a removal
     /// stub (`{"p": platform}`, HA's documented way) for each of `removed`.
+    /// Written with HA's documented abbreviations ([`ABBREVIATIONS`]): a
+    /// Home Assistant restart in front of many hosts receives this from
+    /// every one of them.
     pub fn discovery_payload(&self, entities: &[EntitySpec], removed: &[(String, &'static str)]) -> String {
         let mut cmps = Map::new();
         for spec in entities {
@@ -358,16 +436,16 @@ impl Model {
         }
         let d = &self.device;
         let mut dev = Map::new();
-        dev.insert("identifiers".into(), json!([format!("host2mqtt_{}", d.node_id)]));
+        dev.insert("ids".into(), json!([format!("host2mqtt_{}", d.node_id)]));
         dev.insert("name".into(), json!(d.name));
         // What blueprints' device selectors filter on (integration mqtt,
         // model_id host2mqtt): only host2mqtt hosts are offered.
-        dev.insert("model_id".into(), json!("host2mqtt"));
+        dev.insert("mdl_id".into(), json!("host2mqtt"));
         for (k, v) in [
-            ("manufacturer", &d.manufacturer),
-            ("model", &d.model),
-            ("sw_version", &d.sw_version),
-            ("suggested_area", &d.area),
+            ("mf", &d.manufacturer),
+            ("mdl", &d.model),
+            ("sw", &d.sw_version),
+            ("sa", &d.area),
         ] {
             if !v.is_empty() {
                 dev.insert(k.into(), json!(v));
@@ -377,16 +455,37 @@ impl Model {
             "dev": dev,
             "o": {
                 "name": "host2mqtt",
-                "sw_version": env!("CARGO_PKG_VERSION"),
-                "support_url": SUPPORT_URL,
+                "sw": env!("CARGO_PKG_VERSION"),
+                "url": SUPPORT_URL,
             },
             "cmps": cmps,
-            "state_topic": self.topics.state,
+            // Shared by every component (HA copies `stat_t` and `avty` into
+            // each one that has none of its own).
+            "stat_t": self.topics.state,
             // The list form, so that a component of a group can replace it
             // with a list of its own (HA refuses both forms on one entity).
-            "availability": [{ "topic": self.topics.availability }],
+            "avty": [{ "t": self.topics.availability }],
         });
         payload.to_string()
+    }
+
+    /// Whether HA would make `default_entity_id` itself from the device
+    /// and entity names (`sensor.` + slug of "<device> <name>"), so sending
+    /// it costs bytes and changes nothing. Only for plain ASCII names, where
+    /// our [`slug`] and HA's slugify agree, and never when the entity name
+    /// starts with the device name (HA strips that prefix).
+    fn derives_entity_id(&self, spec: &EntitySpec) -> bool {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b" _-/.%".contains(&b))
+        };
+        let (device, name) = (slug(&self.device.name), slug(&spec.name));
+        plain(&self.device.name)
+            && plain(&spec.name)
+            && !device.is_empty()
+            && !name.starts_with(&device)
+            && format!("{}.{device}_{name}", spec.platform()) == self.default_entity_id(spec)
     }
 
     fn component(&self, spec: &EntitySpec) -> Json {
@@ -396,79 +495,82 @@ impl Model {
         let mut c = Map::new();
         c.insert("p".into(), json!(pres.platform));
         c.insert("name".into(), json!(spec.name));
-        c.insert("unique_id".into(), json!(self.unique_id(key)));
-        c.insert("default_entity_id".into(), json!(self.default_entity_id(spec)));
+        c.insert("uniq_id".into(), json!(self.unique_id(key)));
+        if !self.derives_entity_id(spec) {
+            c.insert("def_ent_id".into(), json!(self.default_entity_id(spec)));
+        }
         let template = match kind {
             Kind::Problem | Kind::Flag | Kind::UpdateAvailable => Some(format!(
-                "{{{{ 'None' if value_json.{key} is none else ('ON' if value_json.{key} else 'OFF') }}}}"
+                "{{{{'None' if value_json.{key} is none else ('ON' if value_json.{key} else 'OFF')}}}}"
             )),
-            Kind::Update => Some(format!("{{{{ value_json.{key} | tojson }}}}")),
+            Kind::Update => Some(format!("{{{{value_json.{key}|tojson}}}}")),
             Kind::Button => None,
-            _ => Some(format!("{{{{ value_json.{key} }}}}")),
+            _ => Some(format!("{{{{value_json.{key}}}}}")),
         };
         // A button has no state (HA drops the shared state_topic from it).
         if let Some(t) = template {
-            c.insert("value_template".into(), json!(t));
+            c.insert("val_tpl".into(), json!(t));
         }
         if let Some(v) = pres.device_class {
-            c.insert("device_class".into(), json!(v));
+            c.insert("dev_cla".into(), json!(v));
         }
         if let Kind::Enum(options) = kind {
-            c.insert("options".into(), json!(options));
+            c.insert("ops".into(), json!(options));
         }
         if let Some(v) = pres.unit {
-            c.insert("unit_of_measurement".into(), json!(v));
+            c.insert("unit_of_meas".into(), json!(v));
         }
         if let Some(v) = pres.state_class {
-            c.insert("state_class".into(), json!(v));
+            c.insert("stat_cla".into(), json!(v));
         }
-        if let Some(v) = pres.precision {
-            c.insert("suggested_display_precision".into(), json!(v));
+        // Without a device class the unit cannot be converted, and the state
+        // already carries exactly this many decimals: HA shows it as sent.
+        if let Some(v) = pres
+            .precision
+            .filter(|p| pres.device_class.is_some() || i32::from(*p) != wire_decimals(kind))
+        {
+            c.insert("sug_dsp_prc".into(), json!(v));
         }
         if let Some(v) = icon(key, kind) {
-            c.insert("icon".into(), json!(v));
+            c.insert("ic".into(), json!(v));
         }
         if spec.diagnostic {
-            c.insert("entity_category".into(), json!("diagnostic"));
+            c.insert("ent_cat".into(), json!("diagnostic"));
         }
         if !(self.enable_all || spec.enabled_by_default && enabled_by_default(key)) {
-            c.insert("enabled_by_default".into(), json!(false));
+            c.insert("en".into(), json!(false));
         }
         if let Some(word) = &spec.command {
-            c.insert("command_topic".into(), json!(self.topics.command));
-            let field = if kind == Kind::Update {
-                "payload_install"
-            } else {
-                "payload_press"
-            };
+            c.insert("cmd_t".into(), json!(self.topics.command));
+            let field = if kind == Kind::Update { "pl_inst" } else { "pl_prs" };
             c.insert(field.into(), json!(word));
         }
         if spec.has_attributes {
-            c.insert("json_attributes_topic".into(), json!(self.topics.state));
+            c.insert("json_attr_t".into(), json!(self.topics.state));
             c.insert(
-                "json_attributes_template".into(),
+                "json_attr_tpl".into(),
                 json!(format!("{{{{ value_json.attrs.{key} | tojson }}}}")),
             );
         }
         if let Some(group) = spec.group {
             c.insert(
-                "availability".into(),
+                "avty".into(),
                 json!([
-                    { "topic": self.topics.availability },
+                    { "t": self.topics.availability },
                     {
-                        "topic": self.topics.state,
-                        "value_template": format!("{{{{ 'online' if value_json.avail.{group} else 'offline' }}}}"),
+                        "t": self.topics.state,
+                        "val_tpl": format!("{{{{'online' if value_json.avail.{group} else 'offline'}}}}"),
                     },
                 ]),
             );
-            c.insert("availability_mode".into(), json!("all"));
+            c.insert("avty_mode".into(), json!("all"));
         }
         // "Last seen" must keep its value when the host goes quiet: that
         // stale timestamp is what an alert compares against now(). Buttons
         // and update entities have no expire_after in HA.
         let expires = !matches!(kind, Kind::Button | Kind::Update) && key != "last_seen";
         if expires {
-            c.insert("expire_after".into(), json!(self.expire_after.as_secs().max(1)));
+            c.insert("exp_aft".into(), json!(self.expire_after.as_secs().max(1)));
         }
         Json::Object(c)
     }
@@ -692,7 +794,8 @@ mod tests {
     }
 
     fn cmps(payload: &str) -> Map<String, Json> {
-        let v: Json = serde_json::from_str(payload).expect("json");
+        let mut v: Json = serde_json::from_str(payload).expect("json");
+        expand_abbreviations(&mut v);
         v["cmps"].as_object().expect("cmps").clone()
     }
 
@@ -811,7 +914,9 @@ mod tests {
     fn the_area_is_the_devices_suggested_area() {
         let mut m = model();
         let dev = |m: &Model| {
-            serde_json::from_str::<Json>(&m.discovery_payload(&[], &[])).expect("json")["dev"].clone()
+            let mut v = serde_json::from_str::<Json>(&m.discovery_payload(&[], &[])).expect("json");
+            expand_abbreviations(&mut v);
+            v["dev"].clone()
         };
         assert!(dev(&m).get("suggested_area").is_none());
         m.device.area = "Servers".into();
@@ -830,5 +935,62 @@ mod tests {
             "{tpl}"
         );
         assert_eq!(c["reboot_required"]["p"], "binary_sensor");
+    }
+    #[test]
+    fn discovery_uses_only_abbreviations_that_expand_to_long_names() {
+        let m = model();
+        let mut a = Announcer::default();
+        let payload = a.update(&m, &[disk("/", 1.0)]).expect("payload").to_string();
+        let raw: Json = serde_json::from_str(&payload).expect("json");
+        let c = &raw["cmps"]["disk_root_used"];
+        for short in ["uniq_id", "val_tpl", "unit_of_meas", "stat_cla", "exp_aft"] {
+            assert!(c.get(short).is_some(), "{short} in {c}");
+        }
+        let mut long = raw.clone();
+        expand_abbreviations(&mut long);
+        let c = &long["cmps"]["disk_root_used"];
+        assert_eq!(c["unique_id"], "host2mqtt_h1_disk_root_used");
+        assert_eq!(c["value_template"], "{{value_json.disk_root_used}}");
+        assert_eq!(long["state_topic"], "host2mqtt/h1/state");
+        assert_eq!(long["availability"][0]["topic"], "host2mqtt/h1/availability");
+        assert_eq!(long["dev"]["identifiers"][0], "host2mqtt_h1");
+        assert_eq!(long["o"]["support_url"], SUPPORT_URL);
+    }
+
+    #[test]
+    fn default_entity_id_is_sent_only_where_ha_would_not_derive_it() {
+        let mut m = model();
+        let used = EntitySpec::of(&disk("/", 1.0));
+        let cpu = EntitySpec::of(&Reading::new("cpu_usage", "CPU usage", Kind::Percent, 1.0));
+        // Device "h1", node "h1": "h1 CPU usage" slugs to h1_cpu_usage.
+        assert!(m.derives_entity_id(&cpu));
+        // "Disk / used" slugs to disk_used, but the key is disk_root_used.
+        assert!(!m.derives_entity_id(&used));
+        m.device.name = "web server".into();
+        assert!(!m.derives_entity_id(&cpu), "node h1 is not web_server");
+        m.device.node_id = "web_server".into();
+        assert!(m.derives_entity_id(&cpu));
+        m.device.name = "Büro".into();
+        m.device.node_id = "b_ro".into();
+        assert!(!m.derives_entity_id(&cpu), "HA transliterates, we do not");
+    }
+
+    #[test]
+    fn display_precision_is_sent_only_where_it_changes_the_display() {
+        let m = model();
+        let pct = m.component(&EntitySpec::of(&Reading::new(
+            "cpu_usage",
+            "CPU usage",
+            Kind::Percent,
+            1.0,
+        )));
+        assert!(pct.get("sug_dsp_prc").is_none(), "{pct}");
+        let bytes = m.component(&EntitySpec::of(&Reading::new(
+            "memory_total",
+            "Memory total",
+            Kind::Bytes,
+            1u64,
+        )));
+        assert_eq!(bytes["sug_dsp_prc"], 2);
     }
 }

@@ -4,18 +4,20 @@
 
 use std::fmt;
 
+use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. The filter comes from `HOST2MQTT_LOG`
-/// (tracing's directive syntax, e.g. `debug` or `host2mqtt=debug`), default `info`.
+/// Installs the global subscriber. The level comes from `HOST2MQTT_LOG`
+/// (`error`, `warn`, `info`, `debug`, `trace` or `off`), default `info`.
+/// A plain level rather than tracing's directive syntax: its filter brings
+/// a regex engine, about 150 KB of resident code, for a choice of one word.
 pub fn init() {
-    let filter = EnvFilter::try_from_env("HOST2MQTT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = level_from(std::env::var("HOST2MQTT_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
     if stderr_is_journal() {
@@ -28,6 +30,16 @@ pub fn init() {
     } else {
         builder.with_ansi(false).init();
     }
+}
+
+/// The level `HOST2MQTT_LOG` names. A directive of the older syntax
+/// (`host2mqtt=debug`, `warn,host2mqtt=debug`) gives its last level, so
+/// existing settings keep working; anything unreadable gives `info`.
+pub fn level_from(value: Option<&str>) -> LevelFilter {
+    value
+        .and_then(|v| v.rsplit([',', '=']).next())
+        .and_then(|level| level.trim().parse().ok())
+        .unwrap_or(LevelFilter::INFO)
 }
 
 /// True when systemd connected our stderr to the journal: `JOURNAL_STREAM`
@@ -68,5 +80,21 @@ where
         };
         write!(writer, "<{priority}>")?;
         self.0.format_event(ctx, writer, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_from_reads_a_level_or_the_last_level_of_a_directive() {
+        assert_eq!(level_from(None), LevelFilter::INFO);
+        assert_eq!(level_from(Some("debug")), LevelFilter::DEBUG);
+        assert_eq!(level_from(Some("WARN")), LevelFilter::WARN);
+        assert_eq!(level_from(Some("off")), LevelFilter::OFF);
+        assert_eq!(level_from(Some("host2mqtt=trace")), LevelFilter::TRACE);
+        assert_eq!(level_from(Some("warn,host2mqtt=debug")), LevelFilter::DEBUG);
+        assert_eq!(level_from(Some("loud")), LevelFilter::INFO);
     }
 }

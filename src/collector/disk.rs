@@ -43,6 +43,43 @@ pub struct DiskCollector {
     stat_timeout: Duration,
     /// Mount points reported as hung (logged once, and once on recovery).
     hung: HashSet<String>,
+    /// The mounts selected from the last mountinfo read, and the file kept
+    /// open to learn when the table changes (see [`MountTable`]).
+    table: Option<MountTable>,
+}
+
+/// The selected mounts, re-read only when the mount table changed: the
+/// kernel flags an open mountinfo with POLLPRI after any mount or unmount
+/// in its namespace (proc(5)), so a zero-timeout poll replaces reading and
+/// parsing the whole table every cycle. statvfs still runs every cycle.
+#[derive(Debug)]
+struct MountTable {
+    /// Which mountinfo this is (pid 1's or our own), to notice a change
+    /// of `paths` or of which one is readable.
+    path: std::path::PathBuf,
+    /// Open since before the read the mounts came from, so no change is missed.
+    watch: std::fs::File,
+    /// The mounts worth measuring, in mountinfo order.
+    mounts: Vec<Mount>,
+}
+
+impl MountTable {
+    /// True when the kernel says the table changed since `watch` was
+    /// opened or last polled (a regular file, as in tests, never does).
+    fn changed(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.watch, PollFlags::PRI)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&zero)) {
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::PRI | PollFlags::ERR | PollFlags::NVAL),
+            Err(_) => true,
+        }
+    }
 }
 
 /// How long a network or FUSE filesystem gets to answer statvfs.
@@ -123,6 +160,7 @@ impl DiskCollector {
             in_flight: Arc::default(),
             stat_timeout: STAT_TIMEOUT,
             hung: HashSet::new(),
+            table: None,
         }
     }
 
@@ -167,16 +205,40 @@ impl DiskCollector {
     /// The host's mount table: pid 1's, which is the host's namespace even
     /// when we run in a container with the host's /proc; our own when pid 1's
     /// is unreadable (no CAP_SYS_PTRACE, hidepid).
-    fn read_mountinfo(&self) -> Result<(std::path::PathBuf, String), CollectError> {
+    fn read_mountinfo(&self) -> Result<(std::path::PathBuf, String, Option<std::fs::File>), CollectError> {
+        // Opened before the read: a change in between is reported next cycle.
+        let read = |path: std::path::PathBuf| {
+            let watch = std::fs::File::open(&path).ok();
+            read_file(&path).map(|text| (path, text, watch))
+        };
+        read(self.paths.proc("1/mountinfo")).or_else(|error| {
+            tracing::debug!(%error, "falling back to self/mountinfo");
+            read(self.paths.proc("self/mountinfo"))
+        })
+    }
+
+    /// The mounts to measure: from the kept table while the kernel reports
+    /// no change, else read, parsed and selected again.
+    fn mounts(&mut self) -> Result<Vec<Mount>, CollectError> {
         let init = self.paths.proc("1/mountinfo");
-        match read_file(&init) {
-            Ok(text) => Ok((init, text)),
-            Err(error) => {
-                tracing::debug!(%error, "falling back to self/mountinfo");
-                let own = self.paths.proc("self/mountinfo");
-                read_file(&own).map(|text| (own, text))
+        let own = self.paths.proc("self/mountinfo");
+        if let Some(t) = &self.table {
+            if (t.path == init || t.path == own) && !t.changed() {
+                return Ok(t.mounts.clone());
             }
         }
+        self.table = None;
+        let (path, text, watch) = self.read_mountinfo()?;
+        let mounts = parse_mountinfo(&text).map_err(|e| CollectError::parse(&path, e))?;
+        let mounts = select_mounts(mounts, &self.mount_points, &self.fs_types);
+        if let Some(watch) = watch {
+            self.table = Some(MountTable {
+                path,
+                watch,
+                mounts: mounts.clone(),
+            });
+        }
+        Ok(mounts)
     }
 }
 
@@ -186,9 +248,7 @@ impl Collector for DiskCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let (path, text) = self.read_mountinfo()?;
-        let mounts = parse_mountinfo(&text).map_err(|e| CollectError::parse(&path, e))?;
-        for mount in select_mounts(mounts, &self.mount_points, &self.fs_types) {
+        for mount in self.mounts()? {
             let at = self.paths.root(&mount.mount_point);
             let result = if may_hang(&mount.fs_type) {
                 match self.stat_bounded(&mount.mount_point, at.clone()) {
@@ -732,5 +792,37 @@ mod tests {
         let mut c = DiskCollector::new(paths, &DiskConfig::default());
         let err = c.collect(&tick_at(Instant::now(), 0), &mut Vec::new()).err();
         assert!(err.is_some_and(|e| e.to_string().contains("self/mountinfo")));
+    }
+
+    #[test]
+    fn the_mount_table_is_kept_until_the_kernel_reports_a_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("1")).expect("mkdir");
+        let table = dir.path().join("1/mountinfo");
+        std::fs::copy(fixture("proc/containers/1/mountinfo"), &table).expect("copy");
+        let paths = HostPaths {
+            proc: dir.path().to_path_buf(),
+            ..HostPaths::default()
+        };
+        let mut c = DiskCollector::new(paths, &DiskConfig::default());
+        c.stat_fs = fake_stat;
+        let first = collect_once(&mut c, &tick_at(Instant::now(), 0));
+        // A regular file never signals POLLPRI: the kept table is used and
+        // the file is not read again.
+        std::fs::remove_file(&table).expect("rm");
+        let second = collect_once(&mut c, &tick_at(Instant::now(), 10));
+        assert_eq!(keyed_values(&first), keyed_values(&second));
+        // Another /proc (the seam moved) is read afresh.
+        c.paths.proc = fixture("proc/vm/t0");
+        let other = collect_once(&mut c, &tick_at(Instant::now(), 20));
+        assert_ne!(keyed_values(&other), keyed_values(&second));
+    }
+
+    #[test]
+    fn a_real_mountinfo_is_watched_for_changes() {
+        let paths = HostPaths::default();
+        let mut c = DiskCollector::new(paths, &DiskConfig::default());
+        c.mounts().expect("this machine's mounts");
+        assert!(c.table.is_some(), "kept with its open mountinfo");
     }
 }

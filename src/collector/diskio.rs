@@ -30,6 +30,10 @@ pub struct DiskIoCollector {
     /// Each device's counters at the previous cycle; a device not seen then
     /// gets missing rates this cycle.
     prev: HashMap<String, DiskCounters>,
+    /// Whether each device name seen is a physical disk, decided once: a
+    /// stat of /sys per device per cycle cost more than the rest of the
+    /// collector, and a name's nature does not change while it exists.
+    physical: HashMap<String, bool>,
 }
 
 /// Cumulative bytes of one device at one moment.
@@ -54,6 +58,7 @@ impl DiskIoCollector {
                 &config.devices_exclude,
             ),
             prev: HashMap::new(),
+            physical: HashMap::new(),
         }
     }
 
@@ -61,10 +66,16 @@ impl DiskIoCollector {
     /// `device` link in /sys/block (partitions are not in /sys/block at
     /// all; loop, dm, zram are virtual). A `/` in a name (cciss/c0d0) is
     /// `!` in sysfs.
-    fn is_physical(&self, name: &str) -> bool {
-        self.paths
+    fn is_physical(&mut self, name: &str) -> bool {
+        if let Some(known) = self.physical.get(name) {
+            return *known;
+        }
+        let physical = self
+            .paths
             .sys(&format!("block/{}/device", name.replace('/', "!")))
-            .exists()
+            .exists();
+        self.physical.insert(name.to_string(), physical);
+        physical
     }
 }
 
@@ -75,6 +86,12 @@ impl Collector for DiskIoCollector {
 
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
         let stats = read_parsed(&self.paths.proc("diskstats"), parse_diskstats)?;
+        let stats_len = stats.0.len();
+        let seen: std::collections::HashSet<String> = if self.physical.len() > stats_len {
+            stats.0.iter().map(|s| s.name.clone()).collect()
+        } else {
+            Default::default()
+        };
         let mut next = HashMap::new();
         for stat in stats.0 {
             if !self.devices.allows(&stat.name) || !self.is_physical(&stat.name) {
@@ -89,6 +106,11 @@ impl Collector for DiskIoCollector {
             next.insert(stat.name, now);
         }
         self.prev = next;
+        // Forget devices that went away (a USB disk, a loop device): the
+        // next device of that name is decided afresh.
+        if self.physical.len() > stats_len {
+            self.physical.retain(|name, _| seen.contains(name.as_str()));
+        }
         Ok(())
     }
 }

@@ -1,8 +1,6 @@
 //! Memory and swap from `<proc>/meminfo`.
 
-use procfs_core::{FromRead, Meminfo, ProcError};
-
-use super::{read_parsed, CollectError, Collector, Tick};
+use super::{read_file, CollectError, Collector, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
@@ -39,32 +37,64 @@ impl Collector for MemoryCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let info = read_parsed(&self.paths.proc("meminfo"), parse_meminfo)?;
-        out.extend(memory_readings(&figures_of(&info)));
+        let path = self.paths.proc("meminfo");
+        let figures = parse_meminfo(&read_file(&path)?).map_err(|e| CollectError::parse(&path, e))?;
+        out.extend(memory_readings(&figures));
         Ok(())
     }
 }
 
-/// Parses /proc/meminfo with procfs-core (values come out in bytes).
-pub fn parse_meminfo(text: &str) -> Result<Meminfo, ProcError> {
-    Meminfo::from_read(text.as_bytes())
+/// The figures we report from /proc/meminfo, in bytes. Only the lines we
+/// use are parsed (six of ~55). Kernels before 3.14 have no MemAvailable;
+/// free + buffers + page cache is what `free` used then.
+pub fn parse_meminfo(text: &str) -> Result<MemoryFigures, String> {
+    let mut total = None;
+    let (mut available, mut free, mut buffers, mut cached) = (None, 0, 0, 0);
+    let (mut swap_total, mut swap_free) = (0, 0);
+    for line in text.lines() {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match name {
+            "MemTotal" => &mut total,
+            "MemAvailable" => &mut available,
+            _ => {
+                let field = match name {
+                    "MemFree" => &mut free,
+                    "Buffers" => &mut buffers,
+                    "Cached" => &mut cached,
+                    "SwapTotal" => &mut swap_total,
+                    "SwapFree" => &mut swap_free,
+                    _ => continue,
+                };
+                *field = meminfo_bytes(name, rest)?;
+                continue;
+            }
+        };
+        *slot = Some(meminfo_bytes(name, rest)?);
+    }
+    let total = total.ok_or("no MemTotal line")?;
+    let available =
+        available.unwrap_or_else(|| free.saturating_add(buffers).saturating_add(cached).min(total));
+    Ok(MemoryFigures {
+        total_bytes: total,
+        available_bytes: available,
+        swap_total_bytes: swap_total,
+        swap_free_bytes: swap_free,
+    })
 }
 
-/// The figures we report from a parsed meminfo. Kernels before 3.14 have
-/// no MemAvailable; free + buffers + page cache is what `free` used then.
-pub fn figures_of(info: &Meminfo) -> MemoryFigures {
-    let available = info.mem_available.unwrap_or_else(|| {
-        info.mem_free
-            .saturating_add(info.buffers)
-            .saturating_add(info.cached)
-            .min(info.mem_total)
-    });
-    MemoryFigures {
-        total_bytes: info.mem_total,
-        available_bytes: available,
-        swap_total_bytes: info.swap_total,
-        swap_free_bytes: info.swap_free,
-    }
+/// The value of one meminfo line (`  24684084 kB`) in bytes.
+fn meminfo_bytes(name: &str, rest: &str) -> Result<u64, String> {
+    let mut words = rest.split_whitespace();
+    let value: u64 = words
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{name}: not a number"))?;
+    Ok(match words.next() {
+        Some("kB") => value.saturating_mul(1024),
+        _ => value,
+    })
 }
 
 /// The readings for `f`. No swap is nothing to report, not an error, so a
@@ -190,8 +220,25 @@ mod tests {
             .filter(|l| !l.starts_with("MemAvailable"))
             .map(|l| format!("{l}\n"))
             .collect();
-        let f = figures_of(&parse_meminfo(&old).expect("parse"));
+        let f = parse_meminfo(&old).expect("parse");
         // MemFree 18888008 + Buffers 128168 + Cached 4248984 kB.
         assert_eq!(f.available_bytes, (18_888_008 + 128_168 + 4_248_984) * 1024);
+    }
+
+    #[test]
+    fn parse_meminfo_reads_the_lines_we_use_and_names_a_bad_one() {
+        let text = std::fs::read_to_string(fixture("proc/vm/t0/meminfo")).expect("fixture");
+        let f = parse_meminfo(&text).expect("parse");
+        assert_eq!(f.total_bytes, TOTAL);
+        assert_eq!(f.available_bytes, 23_263_856 * 1024);
+        assert_eq!((f.swap_total_bytes, f.swap_free_bytes), (0, 0));
+        assert_eq!(
+            parse_meminfo("MemTotal: 10 kB\nMemFree: x kB\n"),
+            Err("MemFree: not a number".to_string())
+        );
+        assert_eq!(
+            parse_meminfo("MemFree: 1 kB\n"),
+            Err("no MemTotal line".to_string())
+        );
     }
 }

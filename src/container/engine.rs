@@ -202,6 +202,14 @@ impl Drop for Connection {
 impl Connection {
     /// Connects to `socket`; connecting and the HTTP handshake share `timeout`.
     pub async fn open(socket: &Path, timeout: Duration) -> Result<Connection, EngineError> {
+        // Most hosts have at most one of the default sockets, and the agent
+        // asks again every cycle: one stat(2) says "not there" for less than
+        // a socket, a connect and a close would.
+        if matches!(rustix::fs::stat(socket), Err(rustix::io::Errno::NOENT)) {
+            return Err(EngineError::Missing {
+                socket: socket.to_path_buf(),
+            });
+        }
         let connect = async {
             let stream = UnixStream::connect(socket).await.map_err(|source| {
                 if source.kind() == std::io::ErrorKind::NotFound {

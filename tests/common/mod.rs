@@ -356,8 +356,17 @@ impl Drop for Agent {
 }
 
 /// Parses a JSON payload, failing the test with the text when it is not JSON.
+///
+/// A discovery payload (an object with `cmps`) comes back with HA's
+/// abbreviations expanded, as HA reads it, so tests assert on HA's
+/// documented option names (`unique_id`, not `uniq_id`).
 pub fn json(payload: &str) -> serde_json::Value {
-    serde_json::from_str(payload).unwrap_or_else(|e| panic!("not JSON ({e}): {payload}"))
+    let mut v: serde_json::Value =
+        serde_json::from_str(payload).unwrap_or_else(|e| panic!("not JSON ({e}): {payload}"));
+    if v.get("cmps").is_some() {
+        host2mqtt::discovery::expand_abbreviations(&mut v);
+    }
+    v
 }
 
 /// Writes bytes to a path (fixtures made at test time).
