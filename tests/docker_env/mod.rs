@@ -21,13 +21,14 @@ pub fn in_ci() -> bool {
 /// Whether dockerd and docker-compose can be used here; when not, says so
 /// (and fails in CI).
 pub fn available(test: &str) -> bool {
-    let has = |p: &str| {
+    let runs = |p: &str, arg: &str| {
         Command::new(p)
-            .arg("--version")
+            .arg(arg)
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let found = has("dockerd") && has("docker-compose") && has("busybox");
+    // busybox has no --version; `busybox true` runs an applet.
+    let found = runs("dockerd", "--version") && runs("docker-compose", "--version") && runs("busybox", "true");
     let root = rustix::process::geteuid().is_root();
     if found && root {
         return true;
