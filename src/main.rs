@@ -232,8 +232,9 @@ fn session_options(
         client_auth: set(&m.tls.cert_file).zip(set(&m.tls.key_file)),
     });
     Ok(SessionOptions {
-        host: m.host.clone(),
-        port: m.port,
+        brokers: m.brokers().map_err(Failure::Config)?,
+        protocol: m.session_protocol().map_err(Failure::Config)?,
+        will_delay: m.will_delay,
         client_id,
         keepalive: m.keepalive,
         credentials,
@@ -335,9 +336,8 @@ async fn purge(cfg: Config) -> Result<(), Failure> {
     .await;
     if !matches!(connected, Ok(true)) {
         return Err(anyhow::anyhow!(
-            "could not connect to {}:{} within 15s",
-            cfg.mqtt.host,
-            cfg.mqtt.port
+            "could not connect to {:?} within 15s",
+            cfg.mqtt.brokers().unwrap_or_default()
         )
         .into());
     }
