@@ -12,7 +12,7 @@ FAULTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=${HOST2MQTT_BIN:-$PROJECT/target/debug/host2mqtt}
 WORK=$(mktemp -d /tmp/m-faults.XXXXXX)
 chmod 755 "$WORK" # mosquitto drops to its own user
-on_exit "rm -rf '$WORK'"
+[ -n "${FAULTS_KEEP:-}" ] || on_exit "rm -rf '$WORK'"
 
 now() { printf '%s' "$EPOCHREALTIME"; }
 # secs_since T: seconds (with ms) from T to now.
