@@ -545,3 +545,25 @@ fn with_several_hosts_the_agent_moves_to_another_broker() {
         fresh.at - killed
     );
 }
+
+#[test]
+fn mqtt5_restart_within_the_will_delay_shows_no_offline() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let config = test_config(broker.port, "t_v5quick", "") + "protocol = \"5\"\nwill_delay = \"5s\"\n";
+    let mut first = Agent::start(&config, &[]);
+    let (_, state, avail) = topics("t_v5quick");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    first.signal("KILL");
+    first.wait_exit(SECS(5));
+    let killed = Instant::now();
+    let _second = Agent::start(&config, &[]);
+    rec.wait_for(&avail, SECS(10), |m| m.at > killed && m.payload == "online");
+    rec.wait_for(&state, SECS(10), |m| m.at > killed);
+    std::thread::sleep(SECS(6));
+    assert!(
+        rec.on(&avail).iter().all(|m| m.payload == "online"),
+        "the delayed will fired although the agent came back: {:?}",
+        rec.on(&avail)
+    );
+}
