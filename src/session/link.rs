@@ -289,13 +289,18 @@ impl Client {
         }
     }
 
+    /// Subscribes at QoS 0: what we receive (HA's birth, HA's button
+    /// presses) is published at QoS 0 anyway, and on NATS a QoS 1
+    /// subscription is a JetStream consumer whose creation stalls the
+    /// connection (our first publishes queue behind it) for seconds while
+    /// a cluster elects leaders after a node died.
     pub(super) fn try_subscribe(&self, topic: &str) -> Result<(), String> {
         match self {
             Client::V311(c) => c
-                .try_subscribe(topic, QoS::AtLeastOnce)
+                .try_subscribe(topic, QoS::AtMostOnce)
                 .map_err(|e| e.to_string()),
             Client::V5(c) => c
-                .try_subscribe(topic, v5::mqttbytes::QoS::AtLeastOnce)
+                .try_subscribe(topic, v5::mqttbytes::QoS::AtMostOnce)
                 .map_err(|e| e.to_string()),
         }
     }
