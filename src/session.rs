@@ -1,9 +1,12 @@
 //! The MQTT session: owns rumqttc's event loop, which does nothing unless
 //! polled. It connects with a last will, waits with exponential backoff and
 //! jitter between failed attempts (rumqttc reconnects on the next poll with
-//! no delay of its own), re-subscribes after every connect and tells the
-//! agent when a connection is up. It publishes what it is handed and knows
-//! nothing of Home Assistant.
+//! no delay of its own), moves to the next broker of `mqtt.hosts` on every
+//! failure, re-subscribes after every connect and tells the agent when a
+//! connection is up. Incoming messages over [`MESSAGE_LIMIT_BYTES`] are
+//! dropped here, never ending the session when avoidable (see `link` for
+//! what MQTT 3.1.1 and 5 each allow). It speaks either protocol through
+//! `link` and publishes what it is handed, knowing nothing of Home Assistant.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -296,9 +296,7 @@ impl Client {
     /// a cluster elects leaders after a node died.
     pub(super) fn try_subscribe(&self, topic: &str) -> Result<(), String> {
         match self {
-            Client::V311(c) => c
-                .try_subscribe(topic, QoS::AtMostOnce)
-                .map_err(|e| e.to_string()),
+            Client::V311(c) => c.try_subscribe(topic, QoS::AtMostOnce).map_err(|e| e.to_string()),
             Client::V5(c) => c
                 .try_subscribe(topic, v5::mqttbytes::QoS::AtMostOnce)
                 .map_err(|e| e.to_string()),

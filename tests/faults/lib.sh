@@ -10,6 +10,7 @@ FAULTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$FAULTS_DIR/../deploy/lib.sh"
 
 BIN=${HOST2MQTT_BIN:-$PROJECT/target/debug/host2mqtt}
+export HOST2MQTT_BIN=$BIN
 WORK=$(mktemp -d /tmp/m-faults.XXXXXX)
 chmod 755 "$WORK" # mosquitto drops to its own user
 [ -n "${FAULTS_KEEP:-}" ] || on_exit "rm -rf '$WORK'"
