@@ -34,8 +34,16 @@ pub struct MqttConfig {
     pub host: String,
     /// Broker port, 1 to 65535 (1883; 8883 is usual for TLS).
     pub port: u16,
-    /// MQTT protocol version; only "3.1.1" for now.
+    /// Several brokers ("host:port" or "host", port then `port`), tried in
+    /// turn from a random one. Empty: `host` and `port`.
+    #[serde(deserialize_with = "crate::context::comma_list")]
+    pub hosts: Vec<String>,
+    /// MQTT protocol version: "3.1.1" (default) or "5".
     pub protocol: String,
+    /// MQTT 5 only: the broker publishes the will this long after losing
+    /// us, so a quick reconnect shows no `offline`. "0s": at once.
+    #[serde(with = "humantime_serde")]
+    pub will_delay: Duration,
     /// Client id, no NUL, at most 65535 bytes. Empty: `host2mqtt-<node_id>`,
     /// stable per host.
     pub client_id: String,
@@ -69,7 +77,9 @@ impl Default for MqttConfig {
         MqttConfig {
             host: "localhost".into(),
             port: 1883,
+            hosts: Vec::new(),
             protocol: "3.1.1".into(),
+            will_delay: Duration::from_secs(5),
             client_id: String::new(),
             keepalive: Duration::from_secs(30),
             username: String::new(),
@@ -80,6 +90,62 @@ impl Default for MqttConfig {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The brokers to try, from `hosts` or else `host`/`port`; validates them.
+    pub fn brokers(&self) -> Result<Vec<(String, u16)>, ConfigError> {
+        let err = |k: &str, m: String| ConfigError::Key {
+            key: k.into(),
+            message: m,
+        };
+        if self.hosts.is_empty() {
+            if self.host.is_empty() {
+                return Err(err("mqtt.host", "expected a host name or address".into()));
+            }
+            return Ok(vec![(self.host.clone(), self.port)]);
+        }
+        let mut out = Vec::with_capacity(self.hosts.len());
+        for entry in &self.hosts {
+            let bad = || {
+                err(
+                    "mqtt.hosts",
+                    format!("expected \"host\" or \"host:port\" (port 1-65535), got {entry:?}"),
+                )
+            };
+            // "[::1]:1883", "host:1883", "host", "::1" (no port).
+            let (host, port) = match entry.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') || (h.starts_with('[') && h.ends_with(']')) => {
+                    let port: u16 = p.parse().map_err(|_| bad())?;
+                    (h.trim_start_matches('[').trim_end_matches(']'), port)
+                }
+                _ => (entry.as_str(), self.port),
+            };
+            if host.is_empty() || port == 0 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(bad());
+            }
+            out.push((host.to_string(), port));
+        }
+        Ok(out)
+    }
+
+    /// The protocol version; validates `protocol` and `will_delay`.
+    pub fn session_protocol(&self) -> Result<crate::session::Protocol, ConfigError> {
+        if self.will_delay > Duration::from_secs(u64::from(u32::MAX)) {
+            return Err(ConfigError::Key {
+                key: "mqtt.will_delay".into(),
+                message: "expected at most 4294967295s".into(),
+            });
+        }
+        match self.protocol.as_str() {
+            "3.1.1" | "4" => Ok(crate::session::Protocol::V311),
+            "5" | "5.0" => Ok(crate::session::Protocol::V5),
+            _ => Err(ConfigError::Key {
+                key: "mqtt.protocol".into(),
+                message: "expected \"3.1.1\" or \"5\"".into(),
+            }),
         }
     }
 }
@@ -155,9 +221,6 @@ impl MqttConfig {
     /// Checks the section; errors name full dotted keys under `key` (`mqtt`).
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         let k = |field: &str| format!("{key}.{field}");
-        if self.protocol != "3.1.1" {
-            return Err(ConfigError::key(k("protocol"), "expected \"3.1.1\""));
-        }
         if self.host.is_empty() {
             return Err(ConfigError::key(k("host"), "expected a host name or address"));
         }
@@ -175,6 +238,8 @@ impl MqttConfig {
                 "expected a duration from 5s to 65535s (about 18h), such as \"30s\"",
             ));
         }
+        self.brokers()?;
+        self.session_protocol()?;
         if self.client_id.contains('\0') || self.client_id.len() > MQTT_STRING_MAX_BYTES {
             return Err(ConfigError::key(
                 k("client_id"),
@@ -262,8 +327,9 @@ impl MqttConfig {
             client_auth: set(&self.tls.cert_file).zip(set(&self.tls.key_file)),
         });
         Ok(SessionOptions {
-            host: self.host.clone(),
-            port: self.port,
+            brokers: self.brokers()?,
+            protocol: self.session_protocol()?,
+            will_delay: self.will_delay,
             client_id,
             keepalive: self.keepalive,
             credentials,

@@ -330,9 +330,8 @@ async fn purge(cfg: Config) -> Result<(), Failure> {
     .await;
     if !matches!(connected, Ok(true)) {
         return Err(anyhow::anyhow!(
-            "could not connect to {}:{} within 15s",
-            cfg.mqtt.host,
-            cfg.mqtt.port
+            "could not connect to {:?} within 15s",
+            cfg.mqtt.brokers().unwrap_or_default()
         )
         .into());
     }

@@ -1,19 +1,24 @@
 //! The MQTT session: owns rumqttc's event loop, which does nothing unless
 //! polled. It connects with a last will, waits with exponential backoff and
 //! jitter between failed attempts (rumqttc reconnects on the next poll with
-//! no delay of its own), re-subscribes after every connect and tells the
-//! agent when a connection is up. It publishes what it is handed and knows
-//! nothing of Home Assistant.
+//! no delay of its own), moves to the next broker of `mqtt.hosts` on every
+//! failure, re-subscribes after every connect and tells the agent when a
+//! connection is up. Incoming messages over [`MESSAGE_LIMIT_BYTES`] are
+//! dropped here, never ending the session when avoidable (see `link` for
+//! what MQTT 3.1.1 and 5 each allow). It speaks either protocol through
+//! `link` and publishes what it is handed, knowing nothing of Home Assistant.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport,
-};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
+
+mod link;
+
+use link::{Client, Link, Polled};
+pub use link::{Protocol, MESSAGE_LIMIT_BYTES, STABLE_AFTER, V311_READ_LIMIT_BYTES, V5_MAX_PACKET_BYTES};
 
 /// What the session tells the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +60,13 @@ pub enum TlsError {
 /// Everything needed to connect.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
+    /// Brokers (host, port), tried in turn from a random one; at least one.
+    pub brokers: Vec<(String, u16)>,
+    /// MQTT 3.1.1 or 5.
+    pub protocol: Protocol,
+    /// MQTT 5 only: how long the broker waits before publishing the will,
+    /// so a quick reconnect does not flash `offline`.
+    pub will_delay: Duration,
     /// Client id.
     pub client_id: String,
     /// Keepalive interval.
@@ -81,7 +89,7 @@ pub use crate::backoff::Backoff;
 /// The publishing side, held by the agent.
 #[derive(Clone)]
 pub struct Publisher {
-    client: AsyncClient,
+    client: Client,
 }
 
 /// Why a publish did not go out.
@@ -98,86 +106,136 @@ impl Publisher {
     /// Queues a publish without waiting. When the queue is full (the broker
     /// is away) the message is dropped rather than stalling collection:
     /// everything we publish is re-sent whole on the next connect.
+    /// Retained messages go at QoS 1, the rest at QoS 0.
     pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>, retain: bool) -> Result<(), Dropped> {
-        let qos = if retain { QoS::AtLeastOnce } else { QoS::AtMostOnce };
         self.client
-            .try_publish(topic, qos, retain, payload.into())
-            .map_err(|e| Dropped {
+            .try_publish(topic, payload.into(), retain)
+            .map_err(|reason| Dropped {
                 topic: topic.to_string(),
-                reason: e.to_string(),
+                reason,
             })
     }
 
     /// Asks the session to send DISCONNECT after what is queued, and end.
     pub fn disconnect(&self) -> Result<(), Dropped> {
-        self.client.try_disconnect().map_err(|e| Dropped {
+        self.client.try_disconnect().map_err(|reason| Dropped {
             topic: String::new(),
-            reason: e.to_string(),
+            reason,
         })
     }
 }
 
 /// The event loop side, run as its own task by [`Session::run`].
 pub struct Session {
-    eventloop: EventLoop,
-    client: AsyncClient,
-    subscriptions: Vec<String>,
-    backoff: Backoff,
-    endpoint: String,
+    link: Link,
+    client: Client,
+    opts: SessionOptions,
+    /// Index in `opts.brokers` of the broker tried now.
+    current: usize,
 }
 
-/// Requests queued between the agent and the event loop. Small on purpose:
-/// while the broker is away, old states are dropped, not queued.
-const REQUEST_QUEUE: usize = 32;
+/// Oversized messages dropped since the last log line about them; one line
+/// a minute at most, so a flood of them is not a flood of log lines.
+struct DropLog {
+    count: u64,
+    logged_at: Option<Instant>,
+}
+
+impl DropLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn note(&mut self, topic: &str, bytes: usize) {
+        self.count += 1;
+        if self.logged_at.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            tracing::warn!(
+                topic = %topic.escape_debug().to_string().chars().take(200).collect::<String>(),
+                bytes,
+                limit = MESSAGE_LIMIT_BYTES,
+                dropped = self.count,
+                "dropped oversized incoming message(s)"
+            );
+            self.count = 0;
+            self.logged_at = Some(Instant::now());
+        }
+    }
+}
 
 impl Session {
     /// Builds the session (reads TLS files, but does not connect yet).
+    /// Starts at a random broker of the list, so a fleet spreads over them.
     pub fn new(opts: SessionOptions) -> Result<(Publisher, Session), TlsError> {
-        let mut mqtt = MqttOptions::new(opts.client_id.clone(), opts.host.clone(), opts.port);
-        mqtt.set_keep_alive(opts.keepalive)
-            .set_clean_session(true)
-            // Discovery for a host with many mounts and interfaces can exceed
-            // rumqttc's 10 KiB default; incoming is only HA's birth.
-            .set_max_packet_size(64 * 1024, 1024 * 1024);
-        if let Some((topic, payload)) = &opts.will {
-            mqtt.set_last_will(LastWill::new(topic, payload.clone(), QoS::AtLeastOnce, true));
-        }
-        if let Some((user, pass)) = &opts.credentials {
-            mqtt.set_credentials(user.clone(), pass.clone());
-        }
-        if let Some(tls) = &opts.tls {
-            mqtt.set_transport(Transport::tls_with_config(rustls_config(tls)?.into()));
-        }
-        let (client, eventloop) = AsyncClient::new(mqtt, REQUEST_QUEUE);
-        let scheme = if opts.tls.is_some() { "mqtts" } else { "mqtt" };
+        let current = if opts.brokers.len() > 1 {
+            fastrand::usize(..opts.brokers.len())
+        } else {
+            0
+        };
+        let (host, port) = opts
+            .brokers
+            .get(current)
+            .cloned()
+            .unwrap_or_else(|| ("localhost".into(), 1883));
+        let (client, link) = Link::new(link::options(&opts, &host, port)?);
         Ok((
             Publisher {
                 client: client.clone(),
             },
             Session {
-                eventloop,
+                link,
                 client,
-                subscriptions: opts.subscriptions,
-                backoff: opts.backoff,
-                endpoint: format!("{scheme}://{}:{}", opts.host, opts.port),
+                opts,
+                current,
             },
         ))
     }
 
+    fn endpoint(&self) -> String {
+        let scheme = if self.opts.tls.is_some() { "mqtts" } else { "mqtt" };
+        match self.opts.brokers.get(self.current) {
+            Some((host, port)) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://localhost:1883"),
+        }
+    }
+
+    /// Moves to the next broker of the list (if there are several).
+    fn next_broker(&mut self) {
+        let n = self.opts.brokers.len();
+        if n < 2 {
+            return;
+        }
+        self.current = (self.current + 1) % n;
+        let (host, port) = self.opts.brokers[self.current].clone();
+        match link::options(&self.opts, &host, port) {
+            Ok(o) => self.link.retarget(o),
+            // TLS files were read fine at start; keep the old broker.
+            Err(e) => tracing::warn!(error = %e, "cannot switch broker"),
+        }
+    }
+
     /// Polls until the agent asks for a disconnect (or drops every sender).
+    ///
+    /// Backoff: `failures` counts attempts since the last connection that
+    /// lasted [`STABLE_AFTER`]; a connection that dies sooner does not reset
+    /// it, so a poison message or a flapping broker cannot make us reconnect
+    /// in a tight loop. With several brokers a failure moves to the next one
+    /// and the delay grows once per round, so a dead node costs one short
+    /// delay, not a backoff.
     pub async fn run(mut self, events: mpsc::Sender<SessionEvent>) {
         let mut failures: u32 = 0;
-        let mut connected = false;
+        let mut connected_at: Option<Instant> = None;
         let mut last_error = String::new();
+        let mut drops = DropLog {
+            count: 0,
+            logged_at: None,
+        };
+        let brokers = u32::try_from(self.opts.brokers.len().max(1)).unwrap_or(u32::MAX);
         loop {
-            match self.eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(broker = %self.endpoint, attempts = failures + 1, "connected");
-                    failures = 0;
+            match self.link.poll().await {
+                Polled::ConnAck => {
+                    tracing::info!(broker = %self.endpoint(), attempts = failures + 1, "connected");
                     last_error.clear();
-                    connected = true;
-                    for topic in &self.subscriptions {
-                        if let Err(e) = self.client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
+                    connected_at = Some(Instant::now());
+                    for topic in &self.opts.subscriptions {
+                        if let Err(e) = self.client.try_subscribe(topic) {
                             tracing::warn!(%topic, error = %e, "cannot subscribe");
                         }
                     }
@@ -185,28 +243,34 @@ impl Session {
                         return;
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let msg = SessionEvent::Message {
-                        topic: p.topic.clone(),
-                        payload: p.payload.to_vec(),
-                    };
-                    if events.send(msg).await.is_err() {
+                Polled::Message { topic, payload } => {
+                    if events
+                        .send(SessionEvent::Message { topic, payload })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                Polled::Oversized { topic, bytes } => drops.note(&topic, bytes),
+                Polled::DisconnectSent => {
                     tracing::debug!("disconnect sent");
                     return;
                 }
-                Ok(_) => {}
-                Err(ConnectionError::RequestsDone) => return,
-                Err(e) => {
-                    let error = describe(&e);
-                    let delay = self.backoff.next_delay(failures);
+                Polled::Done => return,
+                Polled::Other => {}
+                Polled::Failed(error) => {
+                    let lost = connected_at.take();
+                    if lost.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
+                        failures = 0;
+                    }
+                    let broker = self.endpoint();
+                    self.next_broker();
+                    let delay = self.opts.backoff.next_delay(failures / brokers);
                     let retry_in_ms = delay.as_millis() as u64;
-                    if connected {
-                        connected = false;
-                        tracing::warn!(broker = %self.endpoint, error = %error, retry_in_ms, "connection lost");
+                    if let Some(t) = lost {
+                        let up_ms = t.elapsed().as_millis() as u64;
+                        tracing::warn!(%broker, error = %error, up_ms, retry_in_ms, next = %self.endpoint(), "connection lost");
                         last_error.clone_from(&error);
                         if events.send(SessionEvent::Disconnected).await.is_err() {
                             return;
@@ -214,32 +278,16 @@ impl Session {
                     } else if error != last_error || (failures + 1).is_multiple_of(10) {
                         // One line when the cause changes, then a reminder every
                         // tenth attempt: a broker down for a day is not 1,440 lines.
-                        tracing::warn!(broker = %self.endpoint, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
+                        tracing::warn!(%broker, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
                         last_error = error;
                     } else {
-                        tracing::debug!(attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
+                        tracing::debug!(%broker, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
                     }
                     failures = failures.saturating_add(1);
                     tokio::time::sleep(delay).await;
                 }
             }
         }
-    }
-}
-
-/// rumqttc's errors, worded for a person who has to fix the cause.
-fn describe(e: &ConnectionError) -> String {
-    use rumqttc::ConnectReturnCode as C;
-    match e {
-        ConnectionError::ConnectionRefused(C::BadUserNamePassword) => {
-            "broker refused the user name or password (CONNACK 4)".into()
-        }
-        ConnectionError::ConnectionRefused(C::NotAuthorized) => {
-            "broker refused: not authorised, check user name and password (CONNACK 5)".into()
-        }
-        ConnectionError::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
-        ConnectionError::NetworkTimeout => "timed out connecting".into(),
-        other => other.to_string(),
     }
 }
 
@@ -250,7 +298,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
+pub(crate) fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

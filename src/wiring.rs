@@ -563,4 +563,44 @@ mod tests {
         let err = bad.validate("collectors").expect_err("refused").to_string();
         assert!(err.contains("`collectors.dummy.answer`"), "{err}");
     }
+
+    #[test]
+    fn hosts_list_gives_brokers_with_the_default_port() {
+        let cfg = load_str(
+            "[mqtt]\nport = 1884\nhosts = [\"n1:1883\", \"n2\", \"[::1]:1885\", \"::1\"]\n",
+            &[],
+        )
+        .expect("loads");
+        let brokers = cfg.mqtt.brokers().expect("brokers");
+        let want = [("n1", 1883), ("n2", 1884), ("::1", 1885), ("::1", 1884)];
+        assert_eq!(
+            brokers,
+            want.map(|(h, p)| (h.to_string(), p)).to_vec(),
+            "{brokers:?}"
+        );
+        let env = load_str("", &[("HOST2MQTT__MQTT__HOSTS", "a:1,b:2")]).expect("env list");
+        assert_eq!(env.mqtt.brokers().expect("brokers").len(), 2);
+        let single = load_str("[mqtt]\nhost = \"b\"\nport = 2\n", &[]).expect("loads");
+        assert_eq!(single.mqtt.brokers().expect("one"), vec![("b".to_string(), 2)]);
+    }
+
+    #[test]
+    fn bad_hosts_and_protocols_name_their_key() {
+        for (toml, key) in [
+            ("[mqtt]\nhosts = [\"n1:0\"]\n", "mqtt.hosts"),
+            ("[mqtt]\nhosts = [\"n1:99999\"]\n", "mqtt.hosts"),
+            ("[mqtt]\nhosts = [\":1883\"]\n", "mqtt.hosts"),
+            ("[mqtt]\nhosts = [\"a b:1883\"]\n", "mqtt.hosts"),
+            ("[mqtt]\nprotocol = \"3\"\n", "mqtt.protocol"),
+            ("[mqtt]\nwill_delay = \"200y\"\n", "mqtt.will_delay"),
+        ] {
+            let err = load_str(toml, &[]).expect_err(toml).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+        let v5 = load_str("[mqtt]\nprotocol = \"5\"\n", &[]).expect("v5");
+        assert_eq!(
+            v5.mqtt.session_protocol().expect("v5"),
+            crate::session::Protocol::V5
+        );
+    }
 }

@@ -391,3 +391,182 @@ fn a_mount_that_disappears_loses_its_entities() {
         "{key} still announced: {after}"
     );
 }
+
+/// Publishes `bytes` zero bytes with `mosquitto_pub` (the issue's reproduction).
+fn publish_zeros(port: u16, topic: &str, bytes: usize, retain: bool) {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-s"]);
+    if retain {
+        cmd.arg("-r");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&vec![0u8; bytes])
+        .expect("write payload");
+    assert!(child.wait().expect("mosquitto_pub").success());
+}
+
+/// How many times the broker saw `client_id` connect.
+fn connects(broker: &Broker, client_id: &str) -> usize {
+    broker
+        .log()
+        .lines()
+        .filter(|l| l.contains("New client connected") && l.contains(&format!(" as {client_id} ")))
+        .count()
+}
+
+#[test]
+fn an_oversized_retained_status_message_does_not_end_the_session() {
+    let broker = Broker::start();
+    // Retained before the agent starts: it arrives with every (re)connect.
+    publish_zeros(broker.port, "homeassistant/status", 100_000, true);
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let agent = Agent::start(&test_config(broker.port, "t_big", ""), &[]);
+    let (_, state, avail) = topics("t_big");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    // The same, live, on both subscribed topics.
+    publish_zeros(broker.port, "homeassistant/status", 100_000, false);
+    publish_zeros(broker.port, "host2mqtt/t_big/command", 100_000, false);
+    std::thread::sleep(SECS(4));
+    let after = Instant::now();
+    rec.wait_for(&state, SECS(5), |m| m.at > after);
+    assert_eq!(
+        connects(&broker, "host2mqtt-t_big"),
+        1,
+        "the session ended:\n{}",
+        agent.log()
+    );
+    assert!(
+        rec.on(&avail).iter().all(|m| m.payload == "online"),
+        "the will fired"
+    );
+    let log = agent.log();
+    assert!(log.contains("dropped oversized incoming message"), "{log}");
+    assert!(
+        log.matches("dropped oversized").count() == 1,
+        "one line, not one per message:\n{log}"
+    );
+}
+
+#[test]
+fn a_connection_that_dies_at_once_does_not_reset_the_backoff() {
+    let broker = Broker::start();
+    // Above MQTT 3.1.1's read limit: each connection dies right after its
+    // CONNACK. Backoff 200 ms doubling to 2 s: about 8 connects in 10 s if
+    // the backoff keeps growing, about 40 if it reset on every connect.
+    publish_zeros(broker.port, "homeassistant/status", 2 * 1024 * 1024, true);
+    let agent = Agent::start(&test_config(broker.port, "t_poison", ""), &[]);
+    std::thread::sleep(SECS(10));
+    let n = connects(&broker, "host2mqtt-t_poison");
+    println!("connects in 10 s with a 2 MiB retained message: {n}");
+    assert!((1..=12).contains(&n), "{n} connects in 10 s:\n{}", agent.log());
+    assert!(
+        agent.log().contains("MQTT 3.1.1 cannot refuse it"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn mqtt5_announces_keeps_its_will_and_lets_the_broker_drop_big_messages() {
+    let broker = Broker::start();
+    publish_zeros(broker.port, "homeassistant/status", 2 * 1024 * 1024, true);
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let disc_rec = Recorder::start(broker.port, "homeassistant/device/#");
+    let config = test_config(broker.port, "t_v5", "") + "protocol = \"5\"\nwill_delay = \"2s\"\n";
+    let mut agent = Agent::start(&config, &[]);
+    let (disc, state, avail) = topics("t_v5");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    disc_rec.wait_for(&disc, SECS(10), |_| true);
+    assert!(
+        broker.log().contains("as host2mqtt-t_v5 (p5"),
+        "not MQTT 5:\n{}",
+        broker.log()
+    );
+    // HA's birth: announce again.
+    let before = Instant::now();
+    rec.publish("homeassistant/status", "online", false);
+    disc_rec.wait_for(&disc, SECS(6), |m| m.at > before);
+    rec.wait_for(&state, SECS(5), |m| m.at > before);
+    publish_zeros(broker.port, "host2mqtt/t_v5/command", 100_000, false);
+    std::thread::sleep(SECS(3));
+    assert_eq!(connects(&broker, "host2mqtt-t_v5"), 1, "{}", agent.log());
+    // The will, retained, after its delay.
+    agent.signal("KILL");
+    agent.wait_exit(SECS(5));
+    let killed = Instant::now();
+    let will = rec.wait_for(&avail, SECS(15), |m| m.payload == "offline");
+    println!(
+        "will published {:?} after SIGKILL (will_delay 2s)",
+        will.at - killed
+    );
+    let late = Recorder::start(broker.port, "host2mqtt/#");
+    late.wait_for(&avail, SECS(5), |m| m.retain && m.payload == "offline");
+}
+
+#[test]
+fn with_several_hosts_the_agent_moves_to_another_broker() {
+    let mut a = Broker::start();
+    let mut b = Broker::start();
+    let dead = free_port();
+    let config = format!(
+        "interval = \"1s\"\nnode_id = \"t_hosts\"\n[mqtt]\nhosts = [\"127.0.0.1:{dead}\", \"127.0.0.1:{}\", \"127.0.0.1:{}\"]\nreconnect_min = \"200ms\"\nreconnect_max = \"2s\"\n",
+        a.port, b.port
+    );
+    let agent = Agent::start(&config, &[]);
+    let (_, state, avail) = topics("t_hosts");
+    let (ra, rb) = (
+        Recorder::start(a.port, "host2mqtt/#"),
+        Recorder::start(b.port, "host2mqtt/#"),
+    );
+    let deadline = Instant::now() + SECS(15);
+    let on_a = loop {
+        if ra.on(&avail).iter().any(|m| m.payload == "online") {
+            break true;
+        }
+        if rb.on(&avail).iter().any(|m| m.payload == "online") {
+            break false;
+        }
+        assert!(Instant::now() < deadline, "never online:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (victim, other) = if on_a { (&mut a, &rb) } else { (&mut b, &ra) };
+    victim.kill();
+    let killed = Instant::now();
+    let online = other.wait_for(&avail, SECS(20), |m| m.at > killed && m.payload == "online");
+    let fresh = other.wait_for(&state, SECS(10), |m| m.at > killed);
+    println!(
+        "failover: online {:?}, fresh state {:?} after the kill",
+        online.at - killed,
+        fresh.at - killed
+    );
+}
+
+#[test]
+fn mqtt5_restart_within_the_will_delay_shows_no_offline() {
+    let broker = Broker::start();
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let config = test_config(broker.port, "t_v5quick", "") + "protocol = \"5\"\nwill_delay = \"5s\"\n";
+    let mut first = Agent::start(&config, &[]);
+    let (_, state, avail) = topics("t_v5quick");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    first.signal("KILL");
+    first.wait_exit(SECS(5));
+    let killed = Instant::now();
+    let _second = Agent::start(&config, &[]);
+    rec.wait_for(&avail, SECS(10), |m| m.at > killed && m.payload == "online");
+    rec.wait_for(&state, SECS(10), |m| m.at > killed);
+    std::thread::sleep(SECS(6));
+    assert!(
+        rec.on(&avail).iter().all(|m| m.payload == "online"),
+        "the delayed will fired although the agent came back: {:?}",
+        rec.on(&avail)
+    );
+}

@@ -28,7 +28,8 @@ pub fn available(test: &str) -> bool {
             .is_ok_and(|o| o.status.success())
     };
     // busybox has no --version; `busybox true` runs an applet.
-    let found = runs("dockerd", "--version") && runs("docker-compose", "--version") && runs("busybox", "true");
+    let found =
+        runs("dockerd", "--version") && runs("docker-compose", "--version") && runs("busybox", "true");
     let root = rustix::process::geteuid().is_root();
     if found && root {
         return true;

@@ -1,0 +1,317 @@
+//! One connection to a broker in either protocol: rumqttc's 3.1.1 client
+//! and its separate v5 client, behind one small surface so the session's
+//! loop (backoff, failover, announcing) exists once.
+
+use std::time::Duration;
+
+use rumqttc::v5;
+use rumqttc::{Outgoing, QoS};
+
+use super::{SessionOptions, TlsError};
+
+/// The MQTT protocol spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// MQTT 3.1.1: what every engine speaks (NATS speaks nothing else).
+    #[default]
+    V311,
+    /// MQTT 5: the broker drops messages larger than we accept, and the
+    /// will can be delayed so a quick reconnect shows no `offline`.
+    V5,
+}
+
+/// Incoming messages larger than this are dropped by the session with a log
+/// line: Home Assistant's birth and our command words are a few bytes.
+pub const MESSAGE_LIMIT_BYTES: usize = 4 * 1024;
+
+/// MQTT 3.1.1 cannot tell the broker a size limit, and rumqttc ends the
+/// connection on a packet above its read limit before reading it. So the
+/// read limit is set well above anything legitimate and bounded (memory):
+/// messages up to 1 MiB are read and dropped, keeping the session; above
+/// that the connection ends and reconnects without resetting the backoff.
+pub const V311_READ_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// Sent in MQTT 5's CONNECT as Maximum Packet Size: the broker then never
+/// sends us a larger packet (it drops the message for us, MQTT 5 §3.1.2.11.4).
+pub const V5_MAX_PACKET_BYTES: u32 = 64 * 1024;
+
+/// Outgoing limit: discovery for a host with many mounts and interfaces
+/// can exceed rumqttc's 10 KiB default.
+const OUTGOING_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// How long to wait for a TCP/TLS connect and the CONNACK: a fresh NATS
+/// cluster can take about 5 s to answer its first client.
+const CONNECT_TIMEOUT_SECONDS: u64 = 10;
+
+/// Requests queued between the agent and the event loop. Small on purpose:
+/// while the broker is away, old states are dropped, not queued.
+const REQUEST_QUEUE: usize = 32;
+
+/// What one poll of the event loop gave.
+#[derive(Debug)]
+pub(super) enum Polled {
+    /// A CONNACK: the connection is up.
+    ConnAck,
+    /// A message within [`MESSAGE_LIMIT_BYTES`].
+    Message { topic: String, payload: Vec<u8> },
+    /// A message that was read but is too large to hand on.
+    Oversized { topic: String, bytes: usize },
+    /// Our DISCONNECT went out: the session ends.
+    DisconnectSent,
+    /// Every request sender is gone: the session ends.
+    Done,
+    /// Anything else (acks, pings).
+    Other,
+    /// The connection failed or was lost, worded for a person.
+    Failed(String),
+}
+
+/// The client half (cloneable, used to publish and subscribe).
+#[derive(Clone)]
+pub(super) enum Client {
+    V311(rumqttc::AsyncClient),
+    V5(v5::AsyncClient),
+}
+
+/// The event loop half.
+pub(super) enum Link {
+    V311(Box<rumqttc::EventLoop>),
+    V5(Box<v5::EventLoop>),
+}
+
+/// Builds rumqttc's options for one broker from the session's options.
+pub(super) enum Options {
+    V311(Box<rumqttc::MqttOptions>),
+    V5(Box<v5::MqttOptions>),
+}
+
+pub(super) fn options(opts: &SessionOptions, host: &str, port: u16) -> Result<Options, TlsError> {
+    let transport = match &opts.tls {
+        Some(tls) => Some(rumqttc::Transport::tls_with_config(
+            super::rustls_config(tls)?.into(),
+        )),
+        None => None,
+    };
+    Ok(match opts.protocol {
+        Protocol::V311 => {
+            let mut o = rumqttc::MqttOptions::new(opts.client_id.clone(), host, port);
+            o.set_keep_alive(opts.keepalive)
+                .set_clean_session(true)
+                .set_max_packet_size(V311_READ_LIMIT_BYTES, OUTGOING_LIMIT_BYTES);
+            if let Some((topic, payload)) = &opts.will {
+                o.set_last_will(rumqttc::LastWill::new(
+                    topic,
+                    payload.clone(),
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+            }
+            if let Some((user, pass)) = &opts.credentials {
+                o.set_credentials(user.clone(), pass.clone());
+            }
+            if let Some(t) = transport {
+                o.set_transport(t);
+            }
+            Options::V311(Box::new(o))
+        }
+        Protocol::V5 => {
+            let mut o = v5::MqttOptions::new(opts.client_id.clone(), host, port);
+            let delay = u32::try_from(opts.will_delay.as_secs()).unwrap_or(u32::MAX);
+            o.set_keep_alive(opts.keepalive)
+                .set_clean_start(true)
+                .set_connection_timeout(CONNECT_TIMEOUT_SECONDS)
+                .set_max_packet_size(Some(V5_MAX_PACKET_BYTES))
+                // The broker waits for the earlier of the will delay and the
+                // session's end before publishing the will (MQTT 5 §3.1.3.2.2):
+                // a session expiring at once would fire it at once. Clean start
+                // on every connect still carries nothing over.
+                .set_session_expiry_interval(Some(delay));
+            if let Some((topic, payload)) = &opts.will {
+                let props = v5::mqttbytes::v5::LastWillProperties {
+                    delay_interval: (delay > 0).then_some(delay),
+                    payload_format_indicator: None,
+                    message_expiry_interval: None,
+                    content_type: None,
+                    response_topic: None,
+                    correlation_data: None,
+                    user_properties: Vec::new(),
+                };
+                o.set_last_will(v5::mqttbytes::v5::LastWill::new(
+                    topic,
+                    payload.clone(),
+                    v5::mqttbytes::QoS::AtLeastOnce,
+                    true,
+                    Some(props),
+                ));
+            }
+            if let Some((user, pass)) = &opts.credentials {
+                o.set_credentials(user.clone(), pass.clone());
+            }
+            if let Some(t) = transport {
+                o.set_transport(t);
+            }
+            Options::V5(Box::new(o))
+        }
+    })
+}
+
+impl Link {
+    /// The client and event loop for `options`.
+    pub(super) fn new(options: Options) -> (Client, Link) {
+        match options {
+            Options::V311(o) => {
+                let (c, mut l) = rumqttc::AsyncClient::new(*o, REQUEST_QUEUE);
+                let mut net = rumqttc::NetworkOptions::new();
+                net.set_connection_timeout(CONNECT_TIMEOUT_SECONDS);
+                l.set_network_options(net);
+                (Client::V311(c), Link::V311(Box::new(l)))
+            }
+            Options::V5(o) => {
+                let (c, l) = v5::AsyncClient::new(*o, REQUEST_QUEUE);
+                (Client::V5(c), Link::V5(Box::new(l)))
+            }
+        }
+    }
+
+    /// Points the next connect at another broker; the request queue (and
+    /// so every `Publisher`) stays the same.
+    pub(super) fn retarget(&mut self, options: Options) {
+        match (self, options) {
+            (Link::V311(l), Options::V311(o)) => l.mqtt_options = *o,
+            (Link::V5(l), Options::V5(o)) => l.options = *o,
+            // Options are always built for the link's own protocol.
+            _ => tracing::error!("protocol mismatch when changing broker"),
+        }
+    }
+
+    pub(super) async fn poll(&mut self) -> Polled {
+        match self {
+            Link::V311(l) => poll_v311(l).await,
+            Link::V5(l) => poll_v5(l).await,
+        }
+    }
+}
+
+fn message(topic: String, payload: &[u8]) -> Polled {
+    if payload.len() > MESSAGE_LIMIT_BYTES {
+        Polled::Oversized {
+            topic,
+            bytes: payload.len(),
+        }
+    } else {
+        Polled::Message {
+            topic,
+            payload: payload.to_vec(),
+        }
+    }
+}
+
+async fn poll_v311(l: &mut rumqttc::EventLoop) -> Polled {
+    use rumqttc::{ConnectReturnCode as C, ConnectionError as E, Event, Packet};
+    match l.poll().await {
+        Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
+        Ok(Event::Incoming(Packet::Publish(p))) => message(p.topic, &p.payload),
+        Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
+        Ok(_) => Polled::Other,
+        Err(E::RequestsDone) => Polled::Done,
+        Err(e) => Polled::Failed(match e {
+            E::ConnectionRefused(C::BadUserNamePassword) => {
+                "broker refused the user name or password (CONNACK 4)".into()
+            }
+            E::ConnectionRefused(C::NotAuthorized) => {
+                "broker refused: not authorised, check user name and password (CONNACK 5)".into()
+            }
+            E::ConnectionRefused(C::RefusedProtocolVersion) => "broker refused MQTT 3.1.1 (CONNACK 1)".into(),
+            E::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
+            E::NetworkTimeout => "timed out connecting".into(),
+            E::MqttState(rumqttc::StateError::Deserialization(rumqttc::Error::PayloadSizeLimitExceeded(
+                size,
+            ))) => format!(
+                "a {size}-byte message arrived, over the {V311_READ_LIMIT_BYTES}-byte limit; \
+                 MQTT 3.1.1 cannot refuse it (mqtt.protocol = \"5\" makes the broker drop it)"
+            ),
+            other => other.to_string(),
+        }),
+    }
+}
+
+async fn poll_v5(l: &mut v5::EventLoop) -> Polled {
+    use v5::mqttbytes::v5::{ConnectReturnCode as C, Packet};
+    use v5::{ConnectionError as E, Event};
+    match l.poll().await {
+        Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
+        Ok(Event::Incoming(Packet::Publish(p))) => {
+            message(String::from_utf8_lossy(&p.topic).into_owned(), &p.payload)
+        }
+        Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
+        Ok(_) => Polled::Other,
+        Err(E::RequestsDone) => Polled::Done,
+        Err(e) => Polled::Failed(match e {
+            E::ConnectionRefused(C::BadUserNamePassword) => {
+                "broker refused the user name or password (CONNACK 134)".into()
+            }
+            E::ConnectionRefused(C::NotAuthorized) => {
+                "broker refused: not authorised, check user name and password (CONNACK 135)".into()
+            }
+            E::ConnectionRefused(C::UnsupportedProtocolVersion | C::RefusedProtocolVersion) => {
+                "broker does not speak MQTT 5; set mqtt.protocol = \"3.1.1\"".into()
+            }
+            E::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
+            E::Timeout(_) => "timed out connecting".into(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+impl Client {
+    pub(super) fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), String> {
+        let at_least_once = retain;
+        match self {
+            Client::V311(c) => {
+                let qos = if at_least_once {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::AtMostOnce
+                };
+                c.try_publish(topic, qos, retain, payload)
+                    .map_err(|e| e.to_string())
+            }
+            Client::V5(c) => {
+                use v5::mqttbytes::QoS as Q;
+                let qos = if at_least_once {
+                    Q::AtLeastOnce
+                } else {
+                    Q::AtMostOnce
+                };
+                c.try_publish(topic, qos, retain, payload)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Subscribes at QoS 0: what we receive (HA's birth, HA's button
+    /// presses) is published at QoS 0 anyway, and on NATS a QoS 1
+    /// subscription is a JetStream consumer whose creation stalls the
+    /// connection (our first publishes queue behind it) for seconds while
+    /// a cluster elects leaders after a node died.
+    pub(super) fn try_subscribe(&self, topic: &str) -> Result<(), String> {
+        match self {
+            Client::V311(c) => c.try_subscribe(topic, QoS::AtMostOnce).map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .try_subscribe(topic, v5::mqttbytes::QoS::AtMostOnce)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    pub(super) fn try_disconnect(&self) -> Result<(), String> {
+        match self {
+            Client::V311(c) => c.try_disconnect().map_err(|e| e.to_string()),
+            Client::V5(c) => c.try_disconnect().map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// How long a connection must have lasted for its loss to reset the
+/// backoff: one that dies sooner (a retained message that kills it, a
+/// broker that accepts and drops) counts as a failed attempt.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
