@@ -346,8 +346,10 @@ pub fn unescape_octal(s: &str) -> String {
 /// * only the visible one where several are stacked on one mount point
 ///   (they would all measure the top one, under one key);
 /// * those the mount point and type filters allow;
-/// * one per filesystem subtree (device + root): a directory bind-mounted
-///   in several places is reported once, at its shortest mount point.
+/// * one per filesystem (device): a bind mount of a directory of an
+///   already-listed filesystem (`/run/netns` after `ip netns add`, a
+///   container volume) measures the same space, so the filesystem is
+///   reported once, at its shortest mount point.
 pub fn select_mounts(mounts: Vec<Mount>, mount_points: &NameFilter, fs_types: &NameFilter) -> Vec<Mount> {
     let covered: HashSet<(i32, &str)> = mounts
         .iter()
@@ -358,16 +360,16 @@ pub fn select_mounts(mounts: Vec<Mount>, mount_points: &NameFilter, fs_types: &N
         .filter(|m| !covered.contains(&(m.id, m.mount_point.as_str())))
         .filter(|m| mount_points.allows(&m.mount_point) && fs_types.allows(&m.fs_type))
         .collect();
-    let mut shortest: HashMap<(&str, &str), &str> = HashMap::new();
+    let mut shortest: HashMap<&str, &str> = HashMap::new();
     for m in &visible {
-        let best = shortest.entry((&m.device, &m.root)).or_insert(&m.mount_point);
+        let best = shortest.entry(&m.device).or_insert(&m.mount_point);
         if (m.mount_point.len(), m.mount_point.as_str()) < (best.len(), *best) {
             *best = &m.mount_point;
         }
     }
     visible
         .iter()
-        .filter(|m| shortest.get(&(m.device.as_str(), m.root.as_str())) == Some(&m.mount_point.as_str()))
+        .filter(|m| shortest.get(m.device.as_str()) == Some(&m.mount_point.as_str()))
         .map(|m| (*m).clone())
         .collect()
 }
@@ -598,11 +600,13 @@ mod tests {
         let (points, types) = default_filters();
         let selected = select_mounts(mounts, &points, &types);
         // Out: pseudo filesystems, /boot/efi, tmpfs, container overlays,
-        // /mnt/stack (its xfs is under a tmpfs), and /home/user/data (the
-        // same subtree as /data).
+        // /mnt/stack (its xfs is under a tmpfs), and the bind mounts of
+        // filesystems already listed: /data (a directory of /'s ext4),
+        // /home/user/data (the same) and /var/backup (a subvolume of
+        // /home's btrfs: the same free space).
         assert_eq!(
             mount_points(&selected),
-            ["/", "/home", "/data", "/var/backup", "/mnt/my disk", "/mnt/nas"]
+            ["/", "/home", "/mnt/my disk", "/mnt/nas"]
         );
     }
 
@@ -662,12 +666,12 @@ mod tests {
         let second = collect_once(&mut c, &tick_at(start, 10));
         assert_eq!(first, second);
         let mut expected = Vec::new();
-        for mp in ["/", "/home", "/data", "/var/backup", "/mnt/my disk"] {
+        for mp in ["/", "/home", "/mnt/my disk"] {
             expected.extend(disk_readings(mp, &fake_stat(Path::new(mp)).expect("stats")));
         }
         assert_eq!(second, expected);
         let keys: Vec<_> = second.iter().map(|r| r.key.as_str()).collect();
-        assert!(keys.contains(&"disk_var_backup_used"), "{keys:?}");
+        assert!(!keys.contains(&"disk_var_backup_used"), "{keys:?}");
         assert!(!keys.iter().any(|k| k.contains("nas")), "{keys:?}");
         assert_eq!(value_of(&second, "disk_home_used"), Value::Float(75.0));
         assert_eq!(

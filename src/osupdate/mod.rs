@@ -579,6 +579,14 @@ impl OsUpdatesSource {
     }
 }
 
+/// Whether `program` (a bare name, or a path) can be found in `path`.
+fn in_path(program: &Path, path: Option<std::ffi::OsString>) -> bool {
+    if program.components().count() > 1 {
+        return program.exists();
+    }
+    path.is_some_and(|p| std::env::split_paths(&p).any(|dir| dir.join(program).is_file()))
+}
+
 /// The source for `cfg` on the host at `paths`, when a manager is found;
 /// `system_bus` is where update_engine answers.
 pub fn spawnable(
@@ -591,8 +599,23 @@ pub fn spawnable(
         return None;
     }
     let manager = detect(cfg.manager, paths)?;
+    let checker = Checker::new(manager, paths, cfg, system_bus);
+    if cfg.manager == ManagerChoice::Auto
+        && manager != Manager::UpdateEngine
+        && !in_path(&checker.program, std::env::var_os("PATH"))
+    {
+        // The host has the manager, the agent cannot run it: the image
+        // carries no apt-get or dnf. "Nothing here", not a failure that
+        // would show as unknown forever.
+        tracing::info!(
+            manager = manager.name(),
+            program = %checker.program.display(),
+            "OS updates: the host uses this package manager but its program is not in the agent's PATH (the container image); no OS update entities (run the agent natively for them)"
+        );
+        return None;
+    }
     let source = OsUpdatesSource {
-        checker: Checker::new(manager, paths, cfg, system_bus),
+        checker,
         title: title(paths),
         first: cfg.first_check_after,
         period: cfg.interval,

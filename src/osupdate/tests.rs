@@ -262,3 +262,13 @@ fn config_keys_are_named_in_errors() {
     let cfg = load("[os_updates]\nmanager = \"rpm-ostree\"\nrefresh = true\n", &[]).expect("loads");
     assert_eq!(cfg.os_updates.manager, ManagerChoice::RpmOstree);
 }
+
+#[test]
+fn a_manager_the_agent_cannot_run_is_nothing_here_not_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("apt-get"), "").expect("write");
+    let path = Some(dir.path().as_os_str().to_owned());
+    assert!(super::in_path(std::path::Path::new("apt-get"), path.clone()));
+    assert!(!super::in_path(std::path::Path::new("dnf"), path));
+    assert!(!super::in_path(std::path::Path::new("apt-get"), None));
+}
