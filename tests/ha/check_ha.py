@@ -88,10 +88,11 @@ def ha_slugify(s):
     return re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", s.lower())).strip("_")
 
 
-def derived_entity_id(platform, device_name, name):
+def derived_entity_id(platform, device_name, name, area=""):
     """The entity id HA makes itself when there is no default_entity_id:
-    <platform>.<slug of "<device name> <entity name>">."""
-    return f"{platform}.{ha_slugify(f'{device_name} {name}')}"
+    <platform>.<slug of "[<area>] <device name> <entity name>"> (HA 2026.11
+    puts a device's area in front)."""
+    return f"{platform}.{ha_slugify(f'{area} {device_name} {name}')}"
 
 
 # --------------------------------------------------------------------------
@@ -118,7 +119,8 @@ class Expected:
         self.derived = set()
         for k, c in self.all_cmps.items():
             if "default_entity_id" not in c:
-                c["default_entity_id"] = derived_entity_id(c["p"], self.dev.get("name", ""), c.get("name", ""))
+                c["default_entity_id"] = derived_entity_id(c["p"], self.dev.get("name", ""), c.get("name", ""),
+                                                            self.dev.get("suggested_area", ""))
                 self.derived.add(k)
         self.cmps = {k: c for k, c in self.all_cmps.items()
                      if not any(is_of_mount(c, m) for m in without_mounts)}
