@@ -13,7 +13,7 @@
 #     hosts; screenshots docs/ha-fleet.png, docs/ha-overview.png,
 #     docs/ha-overview-area.png, docs/ha-device.png.
 #
-#   tests/ha/fleet.sh            # as root; about 3 minutes
+#   tests/ha/fleet.sh            # as root; about 1.5-2.5 minutes
 #
 # The browser part needs chromium (tests/run installs it), node and npm
 # (playwright-core and js-yaml: lib.sh's node_packages, cached outside the

@@ -15,7 +15,7 @@
 #     (search/related), and the devices only have the headline entities
 #     enabled.
 #
-#   tests/ha/offline_alert.sh            # as root; about 6 minutes
+#   tests/ha/offline_alert.sh            # as root; about 4 minutes
 #
 # Env: HOST2MQTT_BIN  use this binary instead of `cargo build --release`
 #      HA_REUSE=1     use the harness already running on $HA_PORT (not started, not stopped here)
