@@ -480,7 +480,9 @@ impl Model {
     /// and entity names (`sensor.` + slug of "<device> <name>"), so sending
     /// it costs bytes and changes nothing. Only for plain ASCII names, where
     /// our [`slug`] and HA's slugify agree, and never when the entity name
-    /// starts with the device name (HA strips that prefix).
+    /// starts with the device name (HA strips that prefix), nor when the
+    /// device has a suggested area (HA 2026.11 puts the area's name in
+    /// front: `sensor.servers_nas_cpu_usage`; seen in tests/ha/fleet.sh).
     fn derives_entity_id(&self, spec: &EntitySpec) -> bool {
         let plain = |s: &str| {
             !s.is_empty()
@@ -488,7 +490,8 @@ impl Model {
                     .all(|b| b.is_ascii_alphanumeric() || b" _-/.%".contains(&b))
         };
         let (device, name) = (slug(&self.device.name), slug(&spec.name));
-        plain(&self.device.name)
+        self.device.area.is_empty()
+            && plain(&self.device.name)
             && plain(&spec.name)
             && !device.is_empty()
             && !name.starts_with(&device)
@@ -989,6 +992,13 @@ mod tests {
         m.device.name = "Büro".into();
         m.device.node_id = "b_ro".into();
         assert!(!m.derives_entity_id(&cpu), "HA transliterates, we do not");
+        m.device.name = "h1".into();
+        m.device.node_id = "h1".into();
+        m.device.area = "Servers".into();
+        assert!(
+            !m.derives_entity_id(&cpu),
+            "HA would make it sensor.servers_h1_cpu_usage"
+        );
     }
 
     #[test]

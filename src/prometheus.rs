@@ -158,6 +158,20 @@ const RULES: &[Rule] = &[
     ),
     rule(
         "net_",
+        "_rx_total",
+        "node_network_receive_bytes_total",
+        "Network device statistic receive_bytes.",
+        Some(("device", "Network ", " total received")),
+    ),
+    rule(
+        "net_",
+        "_tx_total",
+        "node_network_transmit_bytes_total",
+        "Network device statistic transmit_bytes.",
+        Some(("device", "Network ", " total sent")),
+    ),
+    rule(
+        "net_",
         "_rx",
         "host2mqtt_network_receive_bytes_per_second",
         "Bytes received per second over the last interval.",
@@ -226,8 +240,14 @@ fn samples_of(r: &Reading) -> Vec<Sample> {
             }
             None => String::new(),
         };
+        // A running total is a counter; everything else a gauge.
+        let type_ = if matches!(r.kind, Kind::Total | Kind::BytesTotal) {
+            "counter"
+        } else {
+            "gauge"
+        };
         return number(&r.value, r.kind)
-            .map(|v| vec![(rule.metric.to_string(), "gauge", rule.help.to_string(), labels, v)])
+            .map(|v| vec![(rule.metric.to_string(), type_, rule.help.to_string(), labels, v)])
             .unwrap_or_default();
     }
     let base = format!("host2mqtt_{}", r.key);
@@ -268,6 +288,7 @@ fn samples_of(r: &Reading) -> Vec<Sample> {
                 Kind::Milliseconds => ("_seconds", "gauge"),
                 Kind::Timestamp => ("_timestamp_seconds", "gauge"),
                 Kind::Total => ("_total", "counter"),
+                Kind::BytesTotal => ("_bytes_total", "counter"),
                 _ => ("", "gauge"),
             };
             number(value, kind)
@@ -474,6 +495,22 @@ mod tests {
             "# TYPE host2mqtt_unit_x_restarts_total counter",
             "host2mqtt_unit_x_restarts_total 3",
             "host2mqtt_container_web_update_available 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn network_totals_are_node_exporter_counters() {
+        let text = render(&[Reading::new(
+            "net_eth0_rx_total",
+            "Network eth0 total received",
+            Kind::BytesTotal,
+            1024u64,
+        )]);
+        for line in [
+            "# TYPE node_network_receive_bytes_total counter",
+            "node_network_receive_bytes_total{device=\"eth0\"} 1024",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -15,6 +15,7 @@
 #             free_port, start_broker DIR [PORT] (a private Mosquitto; $BROKER_USERS,
 #             $BROKER_ACL: logins and an ACL), need_root,
 #             apt_install PKG..., need CMD PKG...
+# Browser:    node_packages DIR (playwright-core + js-yaml, cached in $H2M_NODE_DIR)
 # HA:         ha_up WORK (the harness of tests/ha/harness, started on free ports and
 #             stopped at exit), ha_env KEY, h2m_binary WORK (sets BIN)
 #
@@ -242,6 +243,27 @@ need() {
   log "installing $* (for $cmd)"
   apt_install "$@" && command -v "$cmd" >/dev/null && return 0
   skip_all "$cmd is missing and apt-get install $* failed"
+}
+
+# node_packages DIR: the npm packages of the browser checks (playwright-core,
+# js-yaml), installed once into $H2M_NODE_DIR (default
+# /var/cache/host2mqtt/node, outside the clone) and linked as
+# DIR/node_modules, so that a script copied into DIR finds them. Returns 1
+# when npm cannot install them.
+node_packages() {
+  local cache=${H2M_NODE_DIR:-/var/cache/host2mqtt/node} p missing=0
+  command -v npm >/dev/null || return 1
+  mkdir -p "$cache" "$1" || return 1
+  for p in playwright-core js-yaml; do [ -f "$cache/node_modules/$p/package.json" ] || missing=1; done
+  if ((missing)); then
+    (
+      flock 9
+      cd "$cache" || exit 1
+      [ -f package.json ] || npm init -y >/dev/null
+      npm install --no-audit --no-fund --silent playwright-core js-yaml >/dev/null
+    ) 9>"$cache/.lock" || return 1
+  fi
+  ln -sfn "$cache/node_modules" "$1/node_modules"
 }
 
 # --- Home Assistant: the harness in tests/ha/harness --------------------------

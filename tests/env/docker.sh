@@ -2,7 +2,6 @@
 # A private Docker Engine (Debian's docker.io, dockerd 20.10) for the
 # container tests: its own data root, exec root, pidfile, containerd and API
 # socket, all under DIR, so it neither touches nor sees another dockerd.
-# Facts: ../../../shared/REAL-COMPONENTS.md ("Docker Engine and Compose").
 #
 #   tests/env/docker.sh start DIR            # dockerd on DIR/docker.sock + image h2m-bb:latest; prints its PID
 #   tests/env/docker.sh docker DIR ARGS...   # the docker CLI against it

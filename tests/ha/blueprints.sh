@@ -193,6 +193,16 @@ echo "== automations from the blueprints (through POST /api/config/automation/co
 # CPU and memory pressure and CPU usage are set to 100 (off): other work on
 # a shared 2-core machine moves them too much for a quiet baseline.
 MEM_LIMIT=$(awk -v m="$MEM" 'BEGIN { printf "%d", m + 12.5 }')
+# Disk: bp-main watches / and the tmpfs. The threshold sits halfway between
+# what / uses now and 100 % (at least 50 %), so / stays quiet on any
+# machine; the tmpfs is then filled halfway between the threshold and
+# 100 %, which crosses it for real.
+ROOT_USED=$(df --output=pcent / | tail -n 1 | tr -dc 0-9)
+DISK_T=$(((${ROOT_USED:-0} + 100) / 2))
+((DISK_T >= 50)) || DISK_T=50
+TMPFS_MIB=16
+FILL_MIB=$(((TMPFS_MIB * (DISK_T + 100) / 2 + 99) / 100))
+log "/ is ${ROOT_USED} % used: disk threshold ${DISK_T} %, the ${TMPFS_MIB} MiB tmpfs filled with ${FILL_MIB} MiB"
 # The to-do: the maintenance window is today, 100 s from now, in HA's time zone.
 HA_TZ=$("$HA_HARNESS" probe get /api/config | python3 -c 'import json,sys; print(json.load(sys.stdin)["time_zone"])')
 AT_EPOCH=$(($(date +%s) + 100))
@@ -201,8 +211,8 @@ DAY=$(LC_ALL=C TZ=$HA_TZ date -d "@$AT_EPOCH" +%a | tr 'A-Z' 'a-z')
 DM=$DEV_bpmain DH=$DEV_bphung DD=$DEV_bpdead
 check "host offline (hosts bp-hung, bp-dead; interval ${INTERVAL_S} s)" "${B[@]}" create bp_offline host2mqtt/host_offline.yaml \
   "{\"hosts\":[\"$DH\",\"$DD\"],\"interval\":$INTERVAL_S}"
-check "disk filling (bp-main; above 50 % for 1 min; recovery message on)" "${B[@]}" create bp_disk host2mqtt/disk_filling.yaml \
-  "{\"hosts\":[\"$DM\"],\"threshold\":50,\"minutes\":1,\"notify_recovery\":true}"
+check "disk filling (bp-main; above $DISK_T % for 1 min; recovery message on)" "${B[@]}" create bp_disk host2mqtt/disk_filling.yaml \
+  "{\"hosts\":[\"$DM\"],\"threshold\":$DISK_T,\"minutes\":1,\"notify_recovery\":true}"
 check "CPU/memory pressure (bp-main; memory used above $MEM_LIMIT % for 1 min; the rest off)" "${B[@]}" create bp_pressure \
   host2mqtt/cpu_memory_pressure.yaml \
   "{\"hosts\":[\"$DM\"],\"cpu_pressure\":100,\"memory_pressure\":100,\"cpu_usage\":100,\"memory_used\":$MEM_LIMIT,\"minutes\":1}"
@@ -213,7 +223,7 @@ check "container updates to-do ($TODO; $DAY at $AT $HA_TZ)" "${B[@]}" create bp_
 
 # A disk that comes along while the automations run: the disk blueprint
 # must pick it up by itself.
-if mount -t tmpfs -o size=4m,mode=0755 h2m-blueprints "$MNT_DIR" 2> "$WORK/mount.err"; then
+if mount -t tmpfs -o size=${TMPFS_MIB}m,mode=0755 h2m-blueprints "$MNT_DIR" 2> "$WORK/mount.err"; then
   MNT=$MNT_DIR
   check "a tmpfs mounted at $MNT now appears in HA (its disk used sensor has a value)" \
     "${B[@]}" entity "$DM" --name "Disk $MNT used" --timeout 20
@@ -231,7 +241,7 @@ check "no to-do item before the maintenance window" "${B[@]}" todo-count "$TODO"
 # --- 5. cause every condition at once ------------------------------------------------------
 echo "== cause: disk, memory, a hung agent, a dead agent, a failed unit"
 T0=$(now)
-[ -n "$MNT" ] && dd if=/dev/zero of="$MNT/fill" bs=1M count=3 status=none
+[ -n "$MNT" ] && dd if=/dev/zero of="$MNT/fill" bs=1M count="$FILL_MIB" status=none
 python3 -c 'import time; b = b"\x01" * (6 << 30); time.sleep(900)' &
 HOG=$!
 track "$HOG"
@@ -239,7 +249,7 @@ kill -STOP "${AGENT_PID[$HUNG]}"
 { kill -KILL "${AGENT_PID[$DEAD]}" && wait "${AGENT_PID[$DEAD]}"; } 2> /dev/null
 AGENT_PID[$DEAD]=""
 ((SYSTEMD)) && podman exec "$CTR" systemd-run --unit=h2m-bp-fails.service /bin/false > /dev/null 2>&1
-log "tmpfs filled to 3 of 4 MiB, 6 GiB taken (pid $HOG), $HUNG stopped (SIGSTOP), $DEAD killed (SIGKILL)"
+log "tmpfs filled to $FILL_MIB of $TMPFS_MIB MiB, 6 GiB taken (pid $HOG), $HUNG stopped (SIGSTOP), $DEAD killed (SIGKILL)"
 
 if ((SYSTEMD)); then
   check "failed unit: notification names h2m-bp-fails.service (at once)" "${B[@]}" expect "$NOTES" host2mqtt_bp_systemd \
@@ -270,7 +280,7 @@ if [ -n "$MNT" ]; then
   # A new automation made while the disk is already full reports it at once
   # (a template trigger does not fire when it is already true at setup).
   T=$(now)
-  "${B[@]}" create bp_disk_late host2mqtt/disk_filling.yaml "{\"hosts\":[\"$DM\"],\"threshold\":50,\"minutes\":1}" > /dev/null
+  "${B[@]}" create bp_disk_late host2mqtt/disk_filling.yaml "{\"hosts\":[\"$DM\"],\"threshold\":$DISK_T,\"minutes\":1}" > /dev/null
   check "a disk automation made while the disk is full reports it at once" "${B[@]}" expect "$NOTES" host2mqtt_bp_disk_late \
     --after "$T" --timeout 15 --contains "$MNT" --contains "when this automation was set up"
 fi
@@ -295,7 +305,7 @@ HOG=""
 T2=$(now)
 if [ -n "$MNT" ]; then
   check "disk emptied: recovery message after 1 min" "${B[@]}" expect "$NOTES" host2mqtt_bp_disk \
-    --after "$T2" --timeout 100 --contains "No disk above 50 %"
+    --after "$T2" --timeout 100 --contains "No disk above $DISK_T %"
 fi
 check "memory freed: the notification is dismissed after 1 min (recovery message off)" \
   "${B[@]}" dismissed "$NOTES" host2mqtt_bp_pressure --after "$T2" --timeout 100

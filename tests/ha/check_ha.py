@@ -21,6 +21,12 @@ it fails, and exits 0 (pass) or 1 (fail):
   expire      after SIGSTOP: entities with expire_after go unavailable on time,
               those without (last_seen) keep their value
   log         HA's log since --offset has no error/warning about our device
+  kinds       each --want KEY_GLOB=PLATFORM,DEVICE_CLASS,UNIT,STATE_CLASS
+              (- for none, * for any): at least one announced entity
+              matches KEY_GLOB, and every one is in HA with that platform,
+              and (when enabled) that device_class, unit and state_class;
+              --absent KEY_GLOB: no announced entity matches (e.g. a CPU
+              temperature on a VM without sensors)
 """
 
 from __future__ import annotations
@@ -40,6 +46,54 @@ import ha_harness as H  # noqa: E402  (tests/ha/harness)
 
 BAD = ("unknown", "unavailable")
 
+# HA's discovery abbreviations that host2mqtt uses (src/discovery.rs
+# ABBREVIATIONS, DEVICE_ABBREVIATIONS), expanded here as HA expands them.
+ABBREVIATIONS = {
+    "avty": "availability", "avty_mode": "availability_mode", "cmd_t": "command_topic",
+    "def_ent_id": "default_entity_id", "dev_cla": "device_class", "en": "enabled_by_default",
+    "ent_cat": "entity_category", "exp_aft": "expire_after", "ic": "icon",
+    "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template",
+    "ops": "options", "pl_inst": "payload_install", "pl_prs": "payload_press",
+    "stat_cla": "state_class", "stat_t": "state_topic", "sug_dsp_prc": "suggested_display_precision",
+    "uniq_id": "unique_id", "unit_of_meas": "unit_of_measurement", "val_tpl": "value_template",
+}
+DEVICE_ABBREVIATIONS = {
+    "ids": "identifiers", "mf": "manufacturer", "mdl": "model", "mdl_id": "model_id",
+    "sa": "suggested_area", "sw": "sw_version", "url": "support_url",
+}
+
+
+def expand(obj, table):
+    return {table.get(k, k): v for k, v in obj.items()}
+
+
+def expand_payload(p):
+    """The payload with HA's long key names (top level, dev, o, each component)."""
+    p = expand(p, ABBREVIATIONS)
+    for part in ("dev", "o"):
+        if isinstance(p.get(part), dict):
+            p[part] = expand(p[part], DEVICE_ABBREVIATIONS)
+    cmps = {}
+    for k, c in p.get("cmps", {}).items():
+        c = expand(c, ABBREVIATIONS)
+        if isinstance(c.get("availability"), list):
+            c["availability"] = [expand(x, {"t": "topic", "val_tpl": "value_template"}) for x in c["availability"]]
+        cmps[k] = c
+    p["cmps"] = cmps
+    return p
+
+
+def ha_slugify(s):
+    """HA's slugify for ASCII text (lower case, runs of anything else -> one _)."""
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", s.lower())).strip("_")
+
+
+def derived_entity_id(platform, device_name, name, area=""):
+    """The entity id HA makes itself when there is no default_entity_id:
+    <platform>.<slug of "[<area>] <device name> <entity name>"> (HA 2026.11
+    puts a device's area in front)."""
+    return f"{platform}.{ha_slugify(f'{area} {device_name} {name}')}"
+
 
 # --------------------------------------------------------------------------
 # what host2mqtt says HA should have
@@ -51,7 +105,7 @@ class Expected:
         if len(disc) != 1:
             raise SystemExit(f"{check_json}: expected one discovery message, found {len(disc)}")
         self.discovery_topic = disc[0]["topic"]
-        p = disc[0]["payload"]
+        p = expand_payload(disc[0]["payload"])
         self.payload = p
         self.dev = p["dev"]
         self.state_topic = p.get("state_topic", "")
@@ -59,6 +113,15 @@ class Expected:
         self.idents = {("mqtt", i) for i in self.dev.get("identifiers", [])}
         # removal stubs ({"p": ...}) are not entities
         self.all_cmps = {k: c for k, c in p["cmps"].items() if "unique_id" in c}
+        # Without default_entity_id HA names the entity from the device and
+        # entity names; host2mqtt leaves it out only where that gives
+        # <platform>.<node_id>_<key>.
+        self.derived = set()
+        for k, c in self.all_cmps.items():
+            if "default_entity_id" not in c:
+                c["default_entity_id"] = derived_entity_id(c["p"], self.dev.get("name", ""), c.get("name", ""),
+                                                            self.dev.get("suggested_area", ""))
+                self.derived.add(k)
         self.cmps = {k: c for k, c in self.all_cmps.items()
                      if not any(is_of_mount(c, m) for m in without_mounts)}
 
@@ -224,6 +287,8 @@ def cmd_device(a, exp, v):
         "model": osr["PRETTY_NAME"],
         "sw_version": uname.release,
     }
+    if "model_id" in exp.dev:
+        want["model_id"] = exp.dev["model_id"]
     got = dict(d, identifiers=sorted(d.get("identifiers") or []))
     bad = [f"{k}: HA has {got.get(k)!r}, expected {w!r}" for k, w in want.items() if got.get(k) != w]
     if bad:
@@ -244,6 +309,11 @@ def cmd_entities(a, exp, v):
     by_uid = {e["unique_id"]: e for e in ents if e.get("platform") == "mqtt"}
     on_device = {e["entity_id"]: e for e in ents if e.get("device_id") == d["id"]}
     problems = []
+    for key in sorted(exp.derived & set(exp.cmps)):
+        c = exp.cmps[key]
+        if c["default_entity_id"] != f"{c['p']}.{a.node}_{key}":
+            problems.append(f"{key}: no default_entity_id, and HA derives {c['default_entity_id']}, "
+                            f"not {c['p']}.{a.node}_{key}")
     for eid, (key, c) in sorted(exp.entity_ids().items()):
         r = by_uid.get(c["unique_id"])
         if r is None:
@@ -281,7 +351,10 @@ def cmd_entities(a, exp, v):
     for c in exp.cmps.values():
         kinds[c["p"]] = kinds.get(c["p"], 0) + 1
     diag = sum(1 for c in exp.cmps.values() if c.get("entity_category"))
-    print(f"{n} entities match ({', '.join(f'{v_} {k}' for k, v_ in sorted(kinds.items()))}; {diag} diagnostic)")
+    off = sum(1 for c in exp.cmps.values() if c.get("enabled_by_default") is False)
+    print(f"{n} entities match ({', '.join(f'{v_} {k}' for k, v_ in sorted(kinds.items()))}; {diag} diagnostic; "
+          f"{off} disabled by default: in the registry with disabled_by=integration, not in /api/states; "
+          f"{len(exp.derived & set(exp.cmps))} without default_entity_id, named by HA)")
     return 0
 
 
@@ -338,14 +411,15 @@ def cmd_mount(a, exp, v):
         reg = {e["entity_id"] for e in ents}
         bad = [f"{eid}: not in the entity registry" for eid in ids - reg]
         bad += [f"{eid}: {w}" for eid, (_, c) in exp.entity_ids(cmps).items()
-                if (w := insane(c, states.get(eid)))]
+                if c.get("enabled_by_default") is not False and (w := insane(c, states.get(eid)))]
         return not bad, bad
     ok, bad = retry(probe, a.timeout)
     if not ok:
         print("\n".join(bad) if isinstance(bad, list) else bad)
         return 1
     states = v.states()
-    print(", ".join(f"{eid}={states[eid]['state']}" for eid in sorted(ids)))
+    print(", ".join(f"{eid}={states[eid]['state'] if eid in states else '(disabled by default)'}"
+                    for eid in sorted(ids)))
     return 0
 
 
@@ -503,6 +577,52 @@ def cmd_log(a, exp, v):
     return 0
 
 
+def cmd_kinds(a, exp, v):
+    import fnmatch
+    devices, ents = v.registry()
+    states = v.states()
+    by_uid = {e["unique_id"]: e for e in ents if e.get("platform") == "mqtt"}
+    problems, seen = [], []
+    for want in a.want:
+        glob, spec = want.split("=", 1)
+        platform, dev_cla, unit, stat_cla = spec.split(",")
+        keys = sorted(k for k in exp.cmps if fnmatch.fnmatchcase(k, glob))
+        if not keys:
+            problems.append(f"{glob}: no such entity announced")
+            continue
+        for k in keys:
+            c = exp.cmps[k]
+            r = by_uid.get(c["unique_id"])
+            if r is None:
+                problems.append(f"{k}: not in the entity registry")
+                continue
+            eid = r["entity_id"]
+            if not eid.startswith(platform + "."):
+                problems.append(f"{k}: {eid} is not a {platform}")
+            if r["entity_id"] != f"{c['p']}.{a.node}_{k}":
+                problems.append(f"{k}: entity id {eid}, expected {c['p']}.{a.node}_{k}")
+            if r.get("disabled_by"):
+                seen.append(f"{eid} (disabled by {r['disabled_by']})")
+                continue
+            at = (states.get(eid) or {}).get("attributes", {})
+            for attr, w in (("device_class", dev_cla), ("unit_of_measurement", unit), ("state_class", stat_cla)):
+                got = at.get(attr)
+                if w == "*":
+                    continue
+                if (w == "-" and got is not None) or (w != "-" and got != w):
+                    problems.append(f"{eid}: {attr} {got!r}, expected {None if w == '-' else w!r}")
+            seen.append(f"{eid}={(states.get(eid) or {}).get('state')}")
+    for glob in a.absent:
+        keys = [k for k in exp.cmps if fnmatch.fnmatchcase(k, glob)]
+        if keys:
+            problems.append(f"{glob}: announced here ({', '.join(keys)}), expected none")
+    if problems:
+        print(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        return 1
+    print(", ".join(seen) + (f"; none of {', '.join(a.absent)}" if a.absent else ""))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default=os.environ.get("HA_ENV"), help="the harness's ha.env")
@@ -526,12 +646,14 @@ def main():
     s.add_argument("--expect-after", type=int, default=6)
     s.add_argument("--min", type=float, default=3.5); s.add_argument("--max", type=float, default=9)
     s = sub.add_parser("log"); s.add_argument("--log", required=True); s.add_argument("--offset", type=int, default=0)
+    s = sub.add_parser("kinds"); s.add_argument("--want", action="append", default=[])
+    s.add_argument("--absent", action="append", default=[])
     a = p.parse_args()
     exp = Expected(a.check_json, a.without_mount)
     v = HAView(a.env)
     fn = {"discovered": cmd_discovered, "device": cmd_device, "entities": cmd_entities, "sane": cmd_sane,
           "mount": cmd_mount, "gone": cmd_gone, "all-state": cmd_all_state, "steady": cmd_steady,
-          "expire": cmd_expire, "log": cmd_log}[a.cmd]
+          "expire": cmd_expire, "log": cmd_log, "kinds": cmd_kinds}[a.cmd]
     try:
         sys.exit(fn(a, exp, v))
     except H.HAError as e:

@@ -3,7 +3,7 @@
 what a user sees of host2mqtt in a real Home Assistant (issue 12).
 
 Standard library only. It talks to HA through the harness's client,
-ha_harness.py (found with --harness), and reuses blueprints_ha.py's helpers.
+ha_harness.py (tests/ha/harness), and reuses blueprints_ha.py's helpers.
 
 Sub-commands (one short line when they pass, details when they fail; exit 0/1):
 
@@ -20,6 +20,12 @@ Sub-commands (one short line when they pass, details when they fail; exit 0/1):
                      (state_changed events) to FILE, one JSON a line
   unavailable FILE ENTITY  longest time ENTITY was unavailable after
                      --after, from a watch FILE (prints seconds)
+  dashboard JSON HOST...  saves the dashboard (JSON of `host2mqtt dashboard`'s
+                     YAML) into HA through the websocket API (lovelace/
+                     dashboards/create, lovelace/config/save), reads it back
+                     and checks what its cards need: one section a host,
+                     every entity a card names exists and is enabled (has a
+                     state), and the integrations its cards use are loaded
 """
 
 from __future__ import annotations
@@ -147,10 +153,82 @@ def cmd_unavailable(a, ha, env):
     return 0
 
 
+def card_entities(node):
+    """Every entity id a card config names (entity, entities, badges...)."""
+    out = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "entity" and isinstance(v, str):
+                out.add(v)
+            elif k == "entities" and isinstance(v, list):
+                for e in v:
+                    if isinstance(e, str):
+                        out.add(e)
+                    elif isinstance(e, dict) and isinstance(e.get("entity"), str):
+                        out.add(e["entity"])
+                    out |= card_entities(e) if isinstance(e, dict) else set()
+            else:
+                out |= card_entities(v)
+    elif isinstance(node, list):
+        for x in node:
+            out |= card_entities(x)
+    return out
+
+
+def card_types(node):
+    out = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str):
+            out.add(node["type"])
+        for v in node.values():
+            out |= card_types(v)
+    elif isinstance(node, list):
+        for x in node:
+            out |= card_types(x)
+    return out
+
+
+def cmd_dashboard(a, ha, env):
+    with open(a.json) as f:
+        config = json.load(f)
+    url = "host2mqtt-fleet"
+    have = B.ws_cmd(ha, "lovelace/dashboards/list")
+    if not any(d.get("url_path") == url for d in have):
+        B.ws_cmd(ha, "lovelace/dashboards/create", url_path=url, mode="storage", title="Fleet",
+                 icon="mdi:server", show_in_sidebar=True, require_admin=False)
+    B.ws_cmd(ha, "lovelace/config/save", url_path=url, config=config)
+    back = B.ws_cmd(ha, "lovelace/config", url_path=url)
+    problems = []
+    if back != config:
+        problems.append("the config read back differs from the one saved")
+    sections = back.get("views", [{}])[0].get("sections", [])
+    if len(sections) != len(a.hosts):
+        problems.append(f"{len(sections)} sections for {len(a.hosts)} hosts")
+    text = json.dumps(back)
+    for h in a.hosts:
+        if h not in text:
+            problems.append(f"host {h} not in the dashboard")
+    wanted = card_entities(back)
+    states = {s["entity_id"] for s in ha.get("/api/states")}
+    missing = sorted(wanted - states)
+    if missing:
+        problems.append(f"{len(missing)} entities the cards name have no state (absent or disabled): "
+                        + ", ".join(missing[:12]))
+    types = card_types(back)
+    comps = set(ha.get("/api/config").get("components", []))
+    if "history-graph" in types and not {"history", "recorder"} <= comps:
+        problems.append("history-graph cards, but history/recorder are not loaded")
+    if problems:
+        print("; ".join(problems))
+        return 1
+    print(f"dashboard /{url} saved and read back: {len(sections)} sections, {len(wanted)} entities all with a "
+          f"state, card types {', '.join(sorted(types))}")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--harness", required=True)
-    p.add_argument("--env", default=os.environ.get("HA_ENV", "/tmp/ha/run/ha.env"))
+    p.add_argument("--env", default=os.environ.get("HA_ENV"), help="the harness's ha.env")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("related")
     s.add_argument("device")
@@ -174,13 +252,13 @@ def main():
     s.add_argument("file")
     s.add_argument("entity")
     s.add_argument("--after", type=float, default=0)
+    s = sub.add_parser("dashboard")
+    s.add_argument("json")
+    s.add_argument("hosts", nargs="+")
     a = p.parse_args()
-    sys.path.insert(0, a.harness)
-    import ha_harness
-    B.H = ha_harness
     ha, env = B.ha_from(a.env)
     fn = {"related": cmd_related, "area": cmd_area, "enabled": cmd_enabled, "states": cmd_states,
-          "watch": cmd_watch, "unavailable": cmd_unavailable}[a.cmd]
+          "watch": cmd_watch, "unavailable": cmd_unavailable, "dashboard": cmd_dashboard}[a.cmd]
     return fn(a, ha, env)
 
 

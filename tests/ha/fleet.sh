@@ -1,85 +1,66 @@
 #!/usr/bin/env bash
-# Several hosts in a REAL Home Assistant (the harness in ../shared/ha), as a
-# user with a fleet sees them:
+# Several hosts in a REAL Home Assistant (the harness in tests/ha/harness),
+# as a user with a fleet sees them:
 #
 #   * three agents with `area = "Servers"`: each device lands in the area
-#     HA made from the discovery's suggested_area, and HA's auto-generated
-#     Overview shows the area and the hosts' entities;
+#     HA made from the discovery's suggested_area;
 #   * `host2mqtt dashboard` finds the three hosts from the retained
 #     discovery and prints a dashboard; saved into HA through the websocket
-#     API, it renders without one failed card (Debian's chromium);
-#   * screenshots: docs/ha-fleet.png, docs/ha-overview.png (and the area's
-#     page, ha-overview-area.png), docs/ha-device.png.
+#     API and read back, one section a host, every entity its cards name
+#     has a state, history/recorder loaded for its history graphs;
+#   * in Debian's chromium (playwright-core): the dashboard renders without
+#     one failed card, the auto-generated Overview shows the area and the
+#     hosts; screenshots docs/ha-fleet.png, docs/ha-overview.png,
+#     docs/ha-overview-area.png, docs/ha-device.png.
 #
-#   tests/ha/fleet.sh            # as root
+#   tests/ha/fleet.sh            # as root; about 1.5-2.5 minutes
 #
-# Needs chromium (apt-get install -y chromium; pngquant optipng to shrink
-# the pictures), node and npm (playwright-core and js-yaml are installed
-# into a temporary directory). Absent harness or chromium: SKIP.
-# Env: HOST2MQTT_BIN (else target/debug/host2mqtt), HA_HARNESS,
-#      HA_HARNESS_DIR, HA_STATE_DIR, HA_PORT, MQTT_PORT, NO_DOCS=1 (no copy to docs/).
+# The browser part needs chromium (tests/run installs it), node and npm
+# (playwright-core and js-yaml: lib.sh's node_packages, cached outside the
+# clone). It is an OPTIONAL extra: without them it is reported as not run,
+# and counted neither as a skip nor as a failure (the websocket checks
+# above stand for "the dashboard loads"). FLEET_BROWSER=0 leaves it out.
+# Env: HOST2MQTT_BIN (else `cargo build --release`), H2M_HA_DIR, HA_PORT,
+#      MQTT_PORT, H2M_NODE_DIR, NO_DOCS=1 (no copy of the pictures to docs/).
 set -uo pipefail
-
 HERE=$(cd "$(dirname "$0")" && pwd)
-PROJECT=$(cd "$HERE/../.." && pwd)
-HARNESS=${HA_HARNESS:-$PROJECT/../shared/ha}
-[ -f "$HARNESS/start.sh" ] || { echo "SKIP: no Home Assistant harness at $(realpath -m "$HARNESS")"; exit 0; }
-command -v chromium > /dev/null || { echo "SKIP: no chromium (apt-get install -y chromium)"; exit 0; }
-HARNESS=$(cd "$HARNESS" && pwd)
-STATE=$(realpath -m "${HA_STATE_DIR:-${HA_HARNESS_DIR:-/tmp/ha}/run}")
-export HA_ENV=$STATE/ha.env
-WORK=$(mktemp -d /tmp/h2m-fleet.XXXXXX)
-T_START=$EPOCHREALTIME
-PASS=0 FAIL=0
-FAILED=()
+TEST_NAME=fleet
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 PIDS=()
-STARTED_HARNESS=0
-log() { printf '[fleet %6.1fs] %s\n' "$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')" "$*"; }
-indent() { sed 's/^/       /'; }
-envval() { sed -n "s/^$1=//p" "$HA_ENV" | tail -n 1; }
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2> /dev/null; wait "$p" 2> /dev/null; done
-  ((STARTED_HARNESS)) && "$HARNESS/stop.sh" > /dev/null 2>&1
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1)
-  rc=$?
-  if ((rc == 0)); then PASS=$((PASS + 1)); echo "  ok   $name"; else FAIL=$((FAIL + 1)); FAILED+=("$name"); echo "  FAIL $name"; fi
-  [ -n "$out" ] && printf '%s\n' "$out" | indent
-  return $rc
-}
-fatal() { echo "  FAIL $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | indent; echo "$PASS passed, $((FAIL + 1)) failed"; exit 1; }
+stop_agents() { ((${#PIDS[@]})) && stop_pid "${PIDS[@]}"; }
+need_root "must run as root (the harness needs root)"
+temp_dir WORK h2m-fleet
+on_exit stop_agents
+log "work dir $WORK"
+h2m_binary "$WORK"
 
-[ "$(id -u)" = 0 ] || { echo "must run as root (the harness needs root)"; exit 1; }
-BIN=${HOST2MQTT_BIN:-$PROJECT/target/debug/host2mqtt}
-[ -n "${HOST2MQTT_BIN:-}" ] || (cd "$PROJECT" && cargo build --quiet) || fatal "cargo build"
-log "npm install playwright-core js-yaml"
-mkdir -p "$WORK/node"
-(cd "$WORK/node" && npm init -y > /dev/null && npm install --no-audit --no-fund --silent playwright-core js-yaml > /dev/null) \
-  || fatal "npm install playwright-core js-yaml"
-cp "$HERE/fleet.mjs" "$WORK/node/"
+BROWSER=0
+BROWSER_WHY=""
+if [ "${FLEET_BROWSER:-1}" = 0 ]; then
+  BROWSER_WHY="FLEET_BROWSER=0"
+elif ! command -v chromium > /dev/null; then
+  BROWSER_WHY="no chromium (apt-get install -y chromium)"
+elif ! command -v node > /dev/null; then
+  BROWSER_WHY="no node"
+else
+  log "npm packages playwright-core js-yaml (cached in ${H2M_NODE_DIR:-/var/cache/host2mqtt/node})"
+  if node_packages "$WORK/node"; then
+    cp "$HERE/fleet.mjs" "$WORK/node/"
+    BROWSER=1
+  else
+    BROWSER_WHY="npm install playwright-core js-yaml failed"
+  fi
+fi
 
-"$HARNESS/setup.sh" > "$WORK/setup.log" 2>&1 || fatal "harness setup.sh" "$(tail -n 20 "$WORK/setup.log")"
-STARTED_HARNESS=1
 # The harness runs HA without default_config, so without recorder and
 # history, which the dashboard's history graphs need (every usual install
-# has them). start.sh has no hook for more YAML; its last line is the MQTT
-# log level, so the two keys ride on it. (Give the in-project harness an
-# EXTRA_CONFIG hook and use it here.)
-MQTT_LOG_LEVEL=$'info\nrecorder:\n  commit_interval: 1\nhistory:' \
-"$HARNESS/start.sh" > "$WORK/start.log" 2>&1 || fatal "harness start.sh" "$(tail -n 30 "$WORK/start.log")"
-log "HA $(envval HA_VERSION) ready"
+# has them).
+export HA_EXTRA_CONFIG=$'recorder:\n  commit_interval: 1\nhistory:'
+ha_up "$WORK"
 # The frontend sends every page to the rest of the onboarding until it is
 # done; finish it through the API (as tests/ha/screenshots.sh does).
-python3 - "$HARNESS" "$HA_ENV" << 'EOF' || fatal "onboarding"
+python3 - "$HERE/harness" "$HA_ENV" << 'EOF' || fatal "onboarding"
 import sys
 sys.path.insert(0, sys.argv[1])
 import ha_harness as H
@@ -93,11 +74,10 @@ ha.token = tok["access_token"]
 ha.call("POST", "/api/onboarding/integration",
         data={"client_id": env["HA_CLIENT_ID"], "redirect_uri": env["HA_CLIENT_ID"] + "?auth_callback=1"})
 EOF
-B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --harness "$HARNESS" --env "$HA_ENV")
-X=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/experience_ha.py" --harness "$HARNESS" --env "$HA_ENV")
+B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --env "$HA_ENV")
+X=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/experience_ha.py" --env "$HA_ENV")
 "${B[@]}" promote-http > /dev/null
 "${B[@]}" install "$PROJECT/config/homeassistant/blueprints/automation/host2mqtt" > /dev/null
-MQTT_PORT=$(envval MQTT_PORT)
 
 for v in $(compgen -e); do
   case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
@@ -123,12 +103,25 @@ sleep 20 # a few cycles: rates, loads and the history have values
 
 check "host2mqtt dashboard finds the 3 hosts in the retained discovery" \
   bash -c "'$BIN' --config '$WORK/h.toml' dashboard --wait 3s > '$WORK/fleet.yaml' 2> '$WORK/dashboard.err'; rc=\$?; cat '$WORK/dashboard.err'; [ \$rc = 0 ] && grep -q 'hosts: nas, vps, web' '$WORK/dashboard.err'"
-log "chromium: the fleet dashboard, the Overview, nas's device page"
-check "the fleet dashboard in the real HA" node "$WORK/node/fleet.mjs" "$HA_ENV" "$WORK/fleet.yaml" "${DEV[nas]}" "$WORK" "${HOSTS[@]}"
-check "HA's log: no error from MQTT, templates or the dashboard" "${B[@]}" log "$(envval HA_LOG)" --offset 0 \
+# HA's own YAML loader (the chroot's PyYAML) reads the dashboard: the host
+# needs no YAML module.
+yaml_to_json() {
+  "$HA_HARNESS" chroot --bind "$WORK:/h2m-fleet" -- python -c \
+    'import json, yaml; json.dump(yaml.safe_load(open("/h2m-fleet/fleet.yaml")), open("/h2m-fleet/fleet.json", "w"))'
+}
+check "the dashboard's YAML parses (HA's PyYAML)" yaml_to_json
+check "the dashboard saved and read back through the websocket API; its cards' entities and integrations there" \
+  "${X[@]}" dashboard "$WORK/fleet.json" "${HOSTS[@]}"
+if ((BROWSER)); then
+  log "chromium: the fleet dashboard, the Overview, nas's device page"
+  check "the fleet dashboard rendered in chromium" node "$WORK/node/fleet.mjs" "$HA_ENV" "$WORK/fleet.yaml" "${DEV[nas]}" "$WORK" "${HOSTS[@]}"
+else
+  echo "  --    OPTIONAL extra not run (counted neither as a skip nor as a failure): the browser check and screenshots: $BROWSER_WHY"
+fi
+check "HA's log: no error from MQTT, templates or the dashboard" "${B[@]}" log "$HA_LOG" --offset 0 \
   --node nas --node web --node vps
 
-if [ "${NO_DOCS:-0}" != 1 ]; then
+if ((BROWSER)) && [ "${NO_DOCS:-0}" != 1 ]; then
   mkdir -p "$PROJECT/docs"
   for f in ha-fleet.png ha-overview.png ha-overview-area.png ha-device.png; do
     [ -f "$WORK/$f" ] || continue
@@ -141,5 +134,3 @@ if [ "${NO_DOCS:-0}" != 1 ]; then
     log "docs/$f: $(stat -c %s "$PROJECT/docs/$f") bytes"
   done
 fi
-echo "$PASS passed, $FAIL failed"
-((FAIL == 0))

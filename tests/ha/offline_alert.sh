@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How soon a user hears that a host fell over, with the "host offline"
 # blueprint's DEFAULTS, in a REAL Home Assistant (the harness in
-# ../shared/ha), and that restarts tell nothing:
+# tests/ha/harness), and that restarts tell nothing:
 #
 #   * broker restart (kill -9 of Mosquitto, started again): no alert;
 #   * agent restart (SIGTERM, started again): no alert;
@@ -15,92 +15,33 @@
 #     (search/related), and the devices only have the headline entities
 #     enabled.
 #
-#   tests/ha/offline_alert.sh
+#   tests/ha/offline_alert.sh            # as root; about 4 minutes
 #
-# Env: HA_HARNESS (default <project>/../shared/ha; absent -> SKIP),
-#      HOST2MQTT_BIN (else target/debug/host2mqtt, built if missing),
-#      HA_REUSE=1 (use a running harness), HA_HARNESS_DIR, HA_STATE_DIR,
-#      HA_PORT, MQTT_PORT (passed on to the harness).
+# Env: HOST2MQTT_BIN  use this binary instead of `cargo build --release`
+#      HA_REUSE=1     use the harness already running on $HA_PORT (not started, not stopped here)
+#      H2M_HA_DIR, HA_PORT, MQTT_PORT   passed on to the harness (free ports by default)
 set -uo pipefail
-
 HERE=$(cd "$(dirname "$0")" && pwd)
-PROJECT=$(cd "$HERE/../.." && pwd)
-HARNESS=${HA_HARNESS:-$PROJECT/../shared/ha}
-if [ ! -f "$HARNESS/start.sh" ]; then
-  echo "SKIP: no Home Assistant harness at $(realpath -m "$HARNESS")"
-  exit 0
-fi
-HARNESS=$(cd "$HARNESS" && pwd)
-STATE=$(realpath -m "${HA_STATE_DIR:-${HA_HARNESS_DIR:-/tmp/ha}/run}")
-export HA_ENV=${HA_ENV:-$STATE/ha.env}
+TEST_NAME=offline_alert
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 BLUEPRINTS=$PROJECT/config/homeassistant/blueprints/automation/host2mqtt
-WORK=$(mktemp -d /tmp/h2m-offline.XXXXXX)
-T_START=$EPOCHREALTIME
-PASS=0 FAIL=0
-FAILED=()
-STARTED_HARNESS=0
 declare -A PID=()
-RECORDER="" WATCHER=""
-
-log() { printf '[offline %6.1fs] %s\n' "$(elapsed "$T_START")" "$*"; }
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-indent() { sed 's/^/       /'; }
 now() { date +%s.%N; }
-envval() { sed -n "s/^$1=//p" "$HA_ENV" | tail -n 1; }
-alive() { local st; st=$(ps -o stat= -p "$1" 2> /dev/null) || return 1; [[ $st != Z* ]]; }
-stop_pid() {
-  local pid=$1
-  alive "$pid" || { wait "$pid" 2> /dev/null; return 0; }
-  kill -CONT "$pid" 2> /dev/null
-  kill -TERM "$pid" 2> /dev/null
-  for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-  alive "$pid" && kill -KILL "$pid" 2> /dev/null
-  wait "$pid" 2> /dev/null
-}
-summary() { log "total run time $(elapsed "$T_START")s"; ((FAIL)) && printf 'failed: %s\n' "${FAILED[@]}"; echo "$PASS passed, $FAIL failed"; }
-cleanup() {
-  local rc=$? n
-  trap - EXIT INT TERM
-  for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && stop_pid "${PID[$n]}"; done
-  [ -n "$RECORDER" ] && stop_pid "$RECORDER"
-  [ -n "$WATCHER" ] && stop_pid "$WATCHER"
-  if ((STARTED_HARNESS)); then "$HARNESS/stop.sh" > /dev/null 2>&1; fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo; log "interrupted"; exit 130' INT TERM
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1)
-  rc=$?
-  if ((rc == 0)); then PASS=$((PASS + 1)); echo "  ok   $name"; else FAIL=$((FAIL + 1)); FAILED+=("$name"); echo "  FAIL $name"; fi
-  [ -n "$out" ] && printf '%s\n' "$out" | indent
-  return $rc
-}
-fatal() { FAIL=$((FAIL + 1)); FAILED+=("$1"); echo "  FAIL $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | indent; summary; exit 1; }
 # at_most NAME SECONDS MEASURED: a measured figure within its bound.
 at_most() { check "$1: $3 s (at most $2 s)" awk -v m="$3" -v b="$2" 'BEGIN { exit !(m != "" && m + 0 <= b + 0) }'; }
+stop_agents() { local n; for n in "${!PID[@]}"; do [ -n "${PID[$n]}" ] && stop_pid "${PID[$n]}"; done; }
+need_root "must run as root (the harness needs root)"
+temp_dir WORK h2m-offline
+on_exit stop_agents
+log "work dir $WORK"
 
-[ "$(id -u)" = 0 ] || { echo "must run as root (the harness needs root)"; exit 1; }
-if [ -n "${HOST2MQTT_BIN:-}" ]; then
-  BIN=$HOST2MQTT_BIN
-else
-  BIN=$PROJECT/target/debug/host2mqtt
-  (cd "$PROJECT" && cargo build --quiet) || fatal "cargo build"
-fi
-"$HARNESS/setup.sh" > "$WORK/setup.log" 2>&1 || fatal "harness setup.sh" "$(tail -n 20 "$WORK/setup.log")"
-if [ "${HA_REUSE:-0}" = 1 ]; then
-  log "HA_REUSE=1: using the running harness"
-else
-  STARTED_HARNESS=1
-  "$HARNESS/start.sh" > "$WORK/start.log" 2>&1 || fatal "harness start.sh" "$(tail -n 30 "$WORK/start.log")"
-  log "HA $(envval HA_VERSION) ready"
-fi
-MQTT_PORT=$(envval MQTT_PORT)
-B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --harness "$HARNESS" --env "$HA_ENV")
-X=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/experience_ha.py" --harness "$HARNESS" --env "$HA_ENV")
+h2m_binary "$WORK"
+ha_up "$WORK"
+# The harness's state directory: its broker's conf and PID file.
+STATE=$(dirname "$HA_ENV")
+B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --env "$HA_ENV")
+X=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/experience_ha.py" --env "$HA_ENV")
 NOTES=$WORK/notifications.jsonl
 SEEN=$WORK/states.jsonl
 
@@ -109,7 +50,7 @@ check "HA's HTTP config confirmed" "${B[@]}" promote-http
 check "blueprints installed" "${B[@]}" install "$BLUEPRINTS" || fatal "install"
 : > "$NOTES"
 "${B[@]}" record "$NOTES" > "$WORK/recorder.log" 2>&1 &
-RECORDER=$!
+track $!
 
 for v in $(compgen -e); do
   case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
@@ -154,9 +95,8 @@ check "every host reports (last seen has a value)" "${X[@]}" states h2m_crash '*
 ENTS=()
 for n in "${HOSTS[@]}"; do ENTS+=("sensor.h2m_${n}_last_seen"); done
 "${X[@]}" watch "$SEEN" "${ENTS[@]}" > "$WORK/watch.log" 2>&1 &
-WATCHER=$!
+track $!
 sleep 2
-HA_LOG=$(envval HA_LOG)
 check "HA's log: no error from automations, templates or MQTT" "${B[@]}" log "$HA_LOG" --offset 0 \
   --node h2m_crash --node h2m_restart --node h2m_frozen --node h2m_stopped
 
@@ -167,6 +107,7 @@ kill -KILL "$MPID"
 sleep 2
 MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 setsid "$MOSQ" -c "$STATE/mosquitto.conf" >> "$STATE/mosquitto.out" 2>&1 < /dev/null &
+# (the harness's stop ends it, by this PID file; with HA_REUSE=1 it outlives us)
 echo $! > "$STATE/mosquitto.pid"
 log "mosquitto killed and started again (pid $(cat "$STATE/mosquitto.pid"))"
 sleep 75
@@ -219,5 +160,3 @@ check "HA's log since the broker restart: no error from automations, templates o
 echo "== figures"
 echo "  broker restart: last seen unavailable for ${GAP} s, no alert"
 echo "  kill -9 -> notification: ${CRASH_S:-?} s; SIGSTOP (heartbeat path) -> ${FROZEN_S:-?} s; SIGSTOP (defaults, will path) -> ${STOPPED_S:-?} s"
-summary
-((FAIL == 0))

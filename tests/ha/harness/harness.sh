@@ -23,6 +23,9 @@
 #   HA_VERSION     pip's version spec                         default 2026.11.*
 #   HA_SUITE / HA_MIRROR   the chroot's Debian                default forky / http://deb.debian.org/debian
 #   DISCOVERY_PREFIX (homeassistant), HA_LOG_LEVEL (info), MQTT_LOG_LEVEL (info)
+#   HA_EXTRA_CONFIG  YAML appended to configuration.yaml at start: the text
+#                  itself, or @FILE for a file's content (e.g. "recorder:" and
+#                  "history:", which the minimal config leaves out)
 #
 # After start, $H2M_HA_STATE/ha.env holds HA_URL, HA_WS_URL, HA_TOKEN,
 # MQTT_HOST, MQTT_PORT, DISCOVERY_PREFIX, HA_VERSION, HA_PID, MOSQUITTO_PID,
@@ -241,6 +244,11 @@ start() {
   log "mosquitto pid $BROKER_PID on 127.0.0.1:$MQTT_PORT"
 
   ha_config "$HA_PORT" "${HA_LOG_LEVEL:-info}" >"$STATE/config/configuration.yaml"
+  case ${HA_EXTRA_CONFIG:-} in
+    "") ;;
+    @*) cat "${HA_EXTRA_CONFIG#@}" >>"$STATE/config/configuration.yaml" || return 1 ;;
+    *) printf '%s\n' "$HA_EXTRA_CONFIG" >>"$STATE/config/configuration.yaml" ;;
+  esac
   # HA's birth message (homeassistant/status = online) comes once its
   # discovery subscriptions are in place, after its 5 s discovery cooldown:
   # then a publisher's discovery is seen.

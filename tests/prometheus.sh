@@ -10,35 +10,17 @@
 # The agent needs no broker for this (it collects every interval while it
 # reconnects), so none is started.
 #
-#   tests/ha/prometheus.sh
+#   tests/prometheus.sh           # about 15 s; tests/run runs it
 #
-# Env: HOST2MQTT_BIN (else target/debug/host2mqtt, built if missing).
+# Env: HOST2MQTT_BIN (else `cargo build --release`).
 set -uo pipefail
-
 HERE=$(cd "$(dirname "$0")" && pwd)
-PROJECT=$(cd "$HERE/../.." && pwd)
-command -v promtool > /dev/null || { echo "SKIP: no promtool (apt-get install -y prometheus)"; exit 0; }
-WORK=$(mktemp -d /tmp/h2m-prometheus.XXXXXX)
-PASS=0 FAIL=0
-PIDS=()
-cleanup() {
-  local rc=$? p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2> /dev/null; wait "$p" 2> /dev/null; done
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-indent() { sed 's/^/       /'; }
-check() {
-  local name=$1 out rc
-  shift
-  out=$("$@" 2>&1)
-  rc=$?
-  if ((rc == 0)); then PASS=$((PASS + 1)); echo "  ok   $name"; else FAIL=$((FAIL + 1)); echo "  FAIL $name"; fi
-  [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 | indent
-  return $rc
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TEST_NAME=prometheus
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+need promtool prometheus
+temp_dir WORK h2m-prometheus
+h2m_binary "$WORK"
 listening() { # PID: its listening TCP sockets
   local pid=$1 inode
   for inode in $(ls -l "/proc/$pid/fd" 2> /dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]/\1/p'); do
@@ -46,8 +28,6 @@ listening() { # PID: its listening TCP sockets
   done
 }
 
-BIN=${HOST2MQTT_BIN:-$PROJECT/target/debug/host2mqtt}
-[ -n "${HOST2MQTT_BIN:-}" ] || (cd "$PROJECT" && cargo build --quiet) || { echo "cargo build failed"; exit 1; }
 for v in $(compgen -e); do
   case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
 done
@@ -57,17 +37,17 @@ printf 'interval = "2s"\n[mqtt]\nhost = "127.0.0.1"\nport = %s\n[containers]\nen
 
 echo "== off by default"
 "$BIN" --config "$WORK/h.toml" run > "$WORK/off.log" 2>&1 &
-PIDS+=($!)
-sleep 3
-check "no listening socket without prometheus.enabled" test -z "$(listening "${PIDS[-1]}")"
-kill -TERM "${PIDS[-1]}"
-wait "${PIDS[-1]}" 2> /dev/null
+OFF=$!
+track $OFF
+sleep 3 # a cycle: the endpoint, were it on, would be listening by then
+check "no listening socket without prometheus.enabled" test -z "$(listening "$OFF")"
+stop_pid "$OFF"
 
 echo "== on"
 PORT=$(free_port)
 HOST2MQTT__PROMETHEUS__ENABLED=true HOST2MQTT__PROMETHEUS__LISTEN="127.0.0.1:$PORT" \
   "$BIN" --config "$WORK/h.toml" run > "$WORK/on.log" 2>&1 &
-PIDS+=($!)
+track $!
 for _ in $(seq 50); do
   curl -fsS "http://127.0.0.1:$PORT/metrics" -o "$WORK/metrics.txt" 2> /dev/null && grep -q node_load1 "$WORK/metrics.txt" && break
   sleep 0.2
@@ -96,7 +76,7 @@ scrape_configs:
 EOF
   prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/data" \
     --web.listen-address="127.0.0.1:$PP" > "$WORK/prometheus.log" 2>&1 &
-  PIDS+=($!)
+  track $!
   q() { curl -fsS "http://127.0.0.1:$PP/api/v1/query" --data-urlencode "query=$1" 2> /dev/null; }
   ok=0
   for _ in $(seq 60); do
@@ -111,7 +91,5 @@ EOF
   check "no scrape error in Prometheus' targets" bash -c \
     "curl -fsS 'http://127.0.0.1:$PP/api/v1/targets' | grep -o '\"lastError\":\"[^\"]*\"' | sort -u | tee /dev/stderr | grep -qx '\"lastError\":\"\"'"
 else
-  echo "  --   no prometheus binary: scrape not tested"
+  skip "scraped by a real Prometheus" "no prometheus binary (apt-get install -y prometheus)"
 fi
-echo "$PASS passed, $FAIL failed"
-((FAIL == 0))
