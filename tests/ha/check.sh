@@ -4,7 +4,10 @@
 # asserts what HA builds from it: the device, every entity with its unit/
 # device_class/state_class/entity_category, sane states, removal of a vanished
 # mount, re-announcing on HA's birth, LWT on kill -9, offline on SIGTERM, and
-# expire_after while the agent is frozen. See tests/ha/README.md.
+# expire_after while the agent is frozen; and, from two more agents reading
+# fixture sysfs trees of real machines (an AMD desktop, a Raspberry Pi), the
+# hardware entities (temperatures, fans, GPU, Pi problems, OOM kills). See
+# tests/ha/README.md.
 #
 #   tests/ha/check.sh
 #
@@ -20,13 +23,16 @@ source "$HERE/../lib.sh"
 NODE=hacheck
 INTERVAL_S=2
 AGENT_PID=""
+HW_PIDS=()
 MNT=""
 need_root "must run as root (tmpfs mount; the harness needs root)"
 temp_dir WORK h2m-hacheck
 stop_agent() { [ -n "$AGENT_PID" ] && stop_pid "$AGENT_PID"; }
+stop_hw_agents() { ((${#HW_PIDS[@]})) && stop_pid "${HW_PIDS[@]}"; HW_PIDS=(); }
 umount_tmpfs() { if [ -n "$MNT" ] && mountpoint -q "$MNT"; then umount "$MNT" || umount -l "$MNT"; fi; }
 on_exit umount_tmpfs
 on_exit stop_agent
+on_exit stop_hw_agents
 log "work dir $WORK"
 
 h2m_binary "$WORK"
@@ -81,10 +87,59 @@ agent_exited() {
   AGENT_PID=""
 }
 
+# The hardware agents: this VM has no hwmon, thermal zone or GPU, so two more
+# agents read the fixture sysfs trees of real machines (tests/fixtures/sys/,
+# see tests/fixtures/README.md) and the captured /proc/vmstat (oom_kill 1),
+# with only the hardware collectors on and every entity enabled (so the
+# disabled-by-default fans and VRAM are in /api/states too). They share HA
+# and the broker with the main agent; a node of their own each.
+FIXTURES=$PROJECT/tests/fixtures
+HW_NODES=(hwamd hwpi)
+declare -A HW_SYS=([hwamd]=amd [hwpi]=pi)
+hw_conf() { # NODE: its config file (nothing from the environment: see hw_agent)
+  cat <<EOF
+node_id = "$1"
+device_name = "$1"
+interval = "${INTERVAL_S}s"
+[mqtt]
+host = "127.0.0.1"
+port = $MQTT_PORT
+[homeassistant]
+discovery_prefix = "$PREFIX"
+enable_all_entities = true
+[host]
+proc = "$FIXTURES/proc/oom"
+sys = "$FIXTURES/sys/${HW_SYS[$1]}"
+root = "$FIXTURES/root/vm"
+EOF
+  for c in cpu load memory pressure disk diskio network system; do printf '[collectors.%s]\nenabled = false\n' "$c"; done
+  for c in containers systemd.system systemd.reboot os_updates hardware.nvidia hardware.smart; do
+    printf '[%s]\nenabled = false\n' "$c"
+  done
+}
+# hw_agent NODE ARGS...: host2mqtt with NODE's config and none of the
+# HOST2MQTT__* variables set above for the main agent.
+hw_agent() {
+  local node=$1 unset=() v
+  shift
+  for v in $(compgen -e); do [[ $v == HOST2MQTT__* ]] && unset+=(-u "$v"); done
+  env "${unset[@]}" "$BIN" --config "$WORK/$node.toml" "$@"
+}
+for n in "${HW_NODES[@]}"; do
+  hw_conf "$n" > "$WORK/$n.toml"
+  hw_agent "$n" check --json > "$WORK/$n.json" 2> "$WORK/$n.check.err" ||
+    fatal "host2mqtt check --json ($n)" "$(cat "$WORK/$n.check.err")"
+done
+
 HA_LOG_OFFSET=$(stat -c %s "$HA_LOG" 2>/dev/null || echo 0)
 T_CHECKS=$EPOCHREALTIME
 start_agent
 log "host2mqtt run (pid $AGENT_PID, node_id $NODE, interval ${INTERVAL_S}s, broker 127.0.0.1:$MQTT_PORT)"
+for n in "${HW_NODES[@]}"; do
+  hw_agent "$n" run >> "$WORK/$n.log" 2>&1 &
+  HW_PIDS+=($!)
+done
+log "hardware agents ${HW_NODES[*]} (pids ${HW_PIDS[*]}; sys = tests/fixtures/sys/{amd,pi})"
 
 # --- 5. the checks -----------------------------------------------------------------
 echo "== discovery"
@@ -107,6 +162,44 @@ check "new entities: network totals (data_size, MiB, total_increasing), address,
   "${CHECK[@]}" kinds "${KINDS[@]}"
 check "states after the second cycle (and the first OS update check): numbers, 0..100 %, timestamps, on/off" \
   "${CHECK[@]}" sane --timeout $((INTERVAL_S * 4)) --settle $SLOW_S
+
+echo "== hardware entities (agents on the AMD desktop and Raspberry Pi fixture trees)"
+T_HW=$EPOCHREALTIME
+HW() { env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/check_ha.py" --env "$HA_ENV" --check-json "$WORK/$1.json" --node "$1" "${@:2}"; }
+for n in "${HW_NODES[@]}"; do
+  if ! check "$n: device and every entity appear in HA" HW "$n" discovered --timeout 20; then
+    indent < "$WORK/$n.log"
+    continue
+  fi
+  check "$n: entities as announced (entity_id, unit, device_class, state_class, category)" HW "$n" entities
+  check "$n: states after the second cycle (numbers, on/off)" HW "$n" sane --timeout $((INTERVAL_S * 4))
+done
+# What HA makes of each kind: KEY_GLOB=PLATFORM,DEVICE_CLASS,UNIT,STATE_CLASS (- none).
+TEMP=sensor,temperature,°C,measurement
+check "hwamd: CPU temperature and temp_* (temperature, °C), fans (rpm, measurement, no device class), GPU load (%), VRAM (data_size, GiB), OOM kills (total_increasing)" \
+  HW hwamd kinds --want "cpu_temperature=$TEMP" --want "temp_*=$TEMP" \
+  --want 'fan_*=sensor,-,rpm,measurement' --want 'gpu_*_load=sensor,-,%,measurement' \
+  --want 'gpu_*_vram_*=sensor,data_size,GiB,measurement' --want 'oom_kills=sensor,-,-,total_increasing' \
+  --absent 'rpi_*'
+check "hwpi: CPU temperature and the cpu-thermal zone (°C), the Pi's problem binary_sensors, OOM kills" \
+  HW hwpi kinds --want "cpu_temperature=$TEMP" --want "temp_cpu_thermal=$TEMP" \
+  --want 'rpi_*=binary_sensor,problem,-,-' --want 'oom_kills=sensor,-,-,total_increasing' \
+  --absent 'gpu_*' --absent 'fan_*'
+# Every state is what `check --json` read from the same fixture; the literal
+# ones are the fixture files' own numbers (millidegrees / 1000, bytes / GiB,
+# get_throttled = 50005: under-voltage and throttled, now and since boot).
+VOLATILE=(--skip last_seen --skip cycle_duration)
+check "hwamd: HA shows the fixture's readings" HW hwamd values "${VOLATILE[@]}" \
+  --expect cpu_temperature=45.3 --expect temp_k10temp_tctl=45.3 --expect fan_nct6798_fan1=1081 \
+  --expect gpu_card0_load=7 --expect gpu_card0_vram_used=1.025 --expect oom_kills=1
+check "hwpi: HA shows the fixture's readings" HW hwpi values "${VOLATILE[@]}" \
+  --expect cpu_temperature=48.7 --expect rpi_under_voltage=on --expect rpi_under_voltage_since_boot=on \
+  --expect rpi_throttled=on --expect rpi_throttled_since_boot=on --expect rpi_frequency_capped=off
+for n in "${HW_NODES[@]}"; do
+  check "$n: no discovery error or warning about it in HA's log" HW "$n" log --log "$HA_LOG" --offset "$HA_LOG_OFFSET"
+done
+stop_hw_agents
+log "hardware checks took $(elapsed "$T_HW")s"
 
 WITHOUT=()
 if [ -n "$MNT" ]; then

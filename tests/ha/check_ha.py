@@ -27,6 +27,10 @@ it fails, and exits 0 (pass) or 1 (fail):
               and (when enabled) that device_class, unit and state_class;
               --absent KEY_GLOB: no announced entity matches (e.g. a CPU
               temperature on a VM without sensors)
+  values      every entity's state in HA is the value `check --json` computed
+              (on fixture trees: the fixture's reading; numbers compared as
+              numbers, true/false as on/off), but --skip KEY_GLOBs (clock,
+              timings); each --expect KEY=STATE also holds literally
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ class Expected:
         if len(disc) != 1:
             raise SystemExit(f"{check_json}: expected one discovery message, found {len(disc)}")
         self.discovery_topic = disc[0]["topic"]
+        st = [m for m in messages if m["topic"].endswith("/state") and isinstance(m["payload"], dict)]
+        self.state_values = st[0]["payload"] if len(st) == 1 else {}
         p = expand_payload(disc[0]["payload"])
         self.payload = p
         self.dev = p["dev"]
@@ -623,6 +629,59 @@ def cmd_kinds(a, exp, v):
     return 0
 
 
+def ha_state_of(c, value):
+    """The state HA shows for this component when the state payload holds
+    `value` under the component's key (plain `{{value_json.KEY}}` templates,
+    and the binary sensors' true/false/null -> on/off/unknown)."""
+    if c["p"] == "binary_sensor":
+        return "unknown" if value is None else ("on" if value else "off")
+    if value is None:
+        return "unknown"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def same_state(got, want):
+    if got == want:
+        return True
+    try:
+        return math.isclose(float(got), float(want), rel_tol=1e-9, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
+
+
+def cmd_values(a, exp, v):
+    import fnmatch
+    states = v.states()
+    problems, shown = [], []
+    ids = {k: eid for eid, (k, _) in exp.entity_ids().items()}
+    for k, c in sorted(exp.cmps.items()):
+        if any(fnmatch.fnmatchcase(k, g) for g in a.skip):
+            continue
+        if c.get("value_template") != f"{{{{value_json.{k}}}}}" and c["p"] != "binary_sensor":
+            continue  # a template of its own: `sane` covers it
+        if k not in exp.state_values:
+            problems.append(f"{k}: not in the state payload of `check --json`")
+            continue
+        want = ha_state_of(c, exp.state_values[k])
+        got = (states.get(ids[k]) or {}).get("state")
+        if not same_state(got, want):
+            problems.append(f"{ids[k]}: HA shows {got!r}, the fixture gives {want!r}")
+        else:
+            shown.append(f"{k}={got}")
+    for e in a.expect:
+        k, want = e.split("=", 1)
+        got = (states.get(ids.get(k, "")) or {}).get("state")
+        if k not in ids:
+            problems.append(f"{k}: no such entity announced")
+        elif not same_state(got, want):
+            problems.append(f"{ids[k]}: HA shows {got!r}, expected {want!r}")
+    if problems:
+        print(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        return 1
+    print(", ".join(shown))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default=os.environ.get("HA_ENV"), help="the harness's ha.env")
@@ -648,12 +707,15 @@ def main():
     s = sub.add_parser("log"); s.add_argument("--log", required=True); s.add_argument("--offset", type=int, default=0)
     s = sub.add_parser("kinds"); s.add_argument("--want", action="append", default=[])
     s.add_argument("--absent", action="append", default=[])
+    s = sub.add_parser("values"); s.add_argument("--skip", action="append", default=[])
+    s.add_argument("--expect", action="append", default=[])
     a = p.parse_args()
     exp = Expected(a.check_json, a.without_mount)
     v = HAView(a.env)
     fn = {"discovered": cmd_discovered, "device": cmd_device, "entities": cmd_entities, "sane": cmd_sane,
           "mount": cmd_mount, "gone": cmd_gone, "all-state": cmd_all_state, "steady": cmd_steady,
-          "expire": cmd_expire, "log": cmd_log, "kinds": cmd_kinds}[a.cmd]
+          "expire": cmd_expire, "log": cmd_log, "kinds": cmd_kinds,
+          "values": cmd_values}[a.cmd]
     try:
         sys.exit(fn(a, exp, v))
     except H.HAError as e:
