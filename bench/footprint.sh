@@ -7,6 +7,13 @@
 #   bench/footprint.sh                          # 10 s interval, 30 s warm-up, 180 s window, 2 rounds
 #   BENCH_SECONDS=60 BENCH_WARMUP=15 BENCH_ROUNDS=1 bench/footprint.sh   # a smoke run
 #   MSM_BIN=/tmp/msm/bin/mqtt-system-monitor bench/footprint.sh
+#   BASE_BIN=/tmp/host2mqtt-before bench/footprint.sh   # an older build beside, as host2mqtt-base
+#   BENCH_BUILD=0 bench/footprint.sh            # the binaries in target/ as they are
+#
+# Every agent reports the root filesystem and the first non-loopback
+# interface only (collectd: df MountPoint "/", interface eth0): on a shared
+# machine other jobs' mounts and veths come and go, and each one changes
+# host2mqtt's entity set (a new discovery) mid-window.
 #
 # Per agent and round, over the window (after the warm-up):
 #   CPU per cycle   nanoseconds on a CPU from /proc/PID/task/*/schedstat
@@ -29,11 +36,14 @@ WARMUP=${BENCH_WARMUP:-30}
 ROUNDS=${BENCH_ROUNDS:-2}
 INTERVAL=${BENCH_INTERVAL:-10}
 MSM_BIN=${MSM_BIN:-$(command -v mqtt-system-monitor || true)}
+BASE_BIN=${BASE_BIN:-}
 
 command -v mosquitto >/dev/null || { echo "needs mosquitto (apt-get install mosquitto mosquitto-clients)"; exit 1; }
-cargo build --release --quiet
-cargo build --release --quiet --target x86_64-unknown-linux-musl \
-    || { echo "needs the musl target: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools"; exit 1; }
+if [ "${BENCH_BUILD:-1}" != 0 ]; then
+    cargo build --release --quiet
+    cargo build --release --quiet --target x86_64-unknown-linux-musl \
+        || { echo "needs the musl target: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools"; exit 1; }
+fi
 GLIBC=target/release/host2mqtt
 MUSL=target/x86_64-unknown-linux-musl/release/host2mqtt
 COLLECTD=$(command -v collectd || echo /usr/sbin/collectd)
@@ -56,6 +66,7 @@ chmod 644 "$work/mosquitto.conf"
 mosquitto -c "$work/mosquitto.conf" & pids+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 
+iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
 h2m_conf() {  # node
     cat > "$work/$1.toml" <<CONF
 interval = "${INTERVAL}s"
@@ -63,10 +74,15 @@ node_id = "$1"
 [mqtt]
 host = "127.0.0.1"
 port = $port
+[collectors.disk]
+mount_points_include = ["/"]
+[collectors.network]
+interfaces_include = ["$iface"]
 CONF
 }
 h2m_conf bench_glibc
 h2m_conf bench_musl
+h2m_conf bench_base
 if [ -n "$COLLECTD" ]; then
     cat > "$work/collectd.conf" <<CONF
 Hostname "bench_collectd"
@@ -84,7 +100,13 @@ LoadPlugin logfile
 LoadPlugin cpu
 LoadPlugin memory
 LoadPlugin df
+<Plugin df>
+  MountPoint "/"
+</Plugin>
 LoadPlugin interface
+<Plugin interface>
+  Interface "$iface"
+</Plugin>
 LoadPlugin load
 LoadPlugin mqtt
 <Plugin mqtt>
@@ -101,7 +123,6 @@ fi
 if [ -n "$MSM_BIN" ]; then
     # mqtt-system-monitor's config (its README): CPU, memory and one
     # network interface, which is what it can report.
-    iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
     cat > "$work/msm.toml" <<CONF
 log-verbosity = 1
 [mqtt]
@@ -130,6 +151,9 @@ for round in $(seq "$ROUNDS"); do
     declare -A agent=()
     HOST2MQTT_LOG=warn "$GLIBC" --config "$work/bench_glibc.toml" run 2>"$work/glibc.log" & agent[host2mqtt-glibc]=$!; pids+=($!)
     HOST2MQTT_LOG=warn "$MUSL" --config "$work/bench_musl.toml" run 2>"$work/musl.log" & agent[host2mqtt-musl]=$!; pids+=($!)
+    if [ -n "$BASE_BIN" ]; then
+        HOST2MQTT_LOG=warn "$BASE_BIN" --config "$work/bench_base.toml" run 2>"$work/base.log" & agent[host2mqtt-base]=$!; pids+=($!)
+    fi
     if [ -n "$COLLECTD" ]; then
         "$COLLECTD" -f -C "$work/collectd.conf" 2>>"$work/collectd.log" & agent[collectd]=$!; pids+=($!)
     fi
@@ -146,7 +170,7 @@ for round in $(seq "$ROUNDS"); do
         read -r rss pss uss < <(mem "$p")
         echo "$round $a $(( $(cpu_ns "$p") - c0[$a] )) $(( $(wchar "$p") - w0[$a] )) $rss $pss $uss" >> "$results"
     done
-    for node in bench_glibc bench_musl; do
+    for node in bench_glibc bench_musl ${BASE_BIN:+bench_base}; do
         n=$(mosquitto_sub -h 127.0.0.1 -p "$port" -t "homeassistant/device/$node/config" -C 1 -W 5 2>/dev/null | tr -d '\n' | wc -c || true)
         echo "$round discovery-$node $n" >> "$results"
     done
@@ -174,7 +198,7 @@ try:
 except Exception:
     entities = "?"
 med = {a: [statistics.median(v[i] for v in rs) for i in range(5)] for a, rs in rows.items()}
-order = [a for a in ("host2mqtt-glibc", "host2mqtt-musl", "collectd", "mqtt-system-monitor") if a in med]
+order = [a for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl", "collectd", "mqtt-system-monitor") if a in med]
 print(f"{len(next(iter(rows.values()), []))} round(s) of {window:.0f} s after {warmup} s warm-up, interval {interval:.0f} s "
       f"({cycles:.0f} cycles), medians; Podman socket: {podman}, system bus: {bus}")
 print(f"binary: glibc {int(gsize) / 2**20:.2f} MiB, static musl {int(msize) / 2**20:.2f} MiB (stripped)")
@@ -183,14 +207,14 @@ print("| agent | CPU per cycle | VmRSS | PSS | USS | bytes/cycle | discovery | H
 print("|---|---|---|---|---|---|---|---|")
 for a in order:
     cpu, wr, rss, pss, uss = med[a]
-    node = {"host2mqtt-glibc": "bench_glibc", "host2mqtt-musl": "bench_musl"}.get(a)
+    node = {"host2mqtt-glibc": "bench_glibc", "host2mqtt-musl": "bench_musl", "host2mqtt-base": "bench_base"}.get(a)
     d = f"{statistics.median(disco[node]):.0f} B" if node in disco and disco[node] else "-"
     ents = entities if node else ("0" if a == "collectd" else "?")
     print(f"| {a} | {cpu:.3f} ms | {rss:.2f} MiB | {pss:.2f} MiB | {uss:.2f} MiB | {wr:.0f} | {d} | {ents} |")
 for peer in ("collectd", "mqtt-system-monitor"):
     if peer not in med:
         continue
-    for a in ("host2mqtt-glibc", "host2mqtt-musl"):
+    for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl"):
         if a in med:
             r = [x / y if y else float("nan") for x, y in zip(med[a], med[peer])]
             print(f"| {a}/{peer} | {r[0]:.2f}× | {r[2]:.2f}× | {r[3]:.2f}× | {r[4]:.2f}× | {r[1]:.2f}× | | |")

@@ -9,7 +9,7 @@ use procfs_core::{CpuTime, ExplicitSystemInfo, FromReadSI, KernelStats, ProcErro
 use serde::Deserialize;
 
 use super::CollectorSection;
-use super::{read_parsed, CollectError, Collector, Tick};
+use super::{read_parsed, CollectError, Collector, ProcFile, Tick};
 use crate::context::Context;
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
@@ -17,8 +17,8 @@ use crate::reading::{key, Kind, Reading};
 /// Reports CPU usage, iowait and steal, optionally per core.
 #[derive(Debug)]
 pub struct CpuCollector {
-    /// Where the host's /proc is.
-    paths: HostPaths,
+    /// `<proc>/stat`, kept open.
+    stat: ProcFile,
     /// Also one usage reading per core.
     per_core: bool,
     /// The previous cycle's counters; `None` until the first cycle.
@@ -64,7 +64,7 @@ impl CpuCollector {
     /// A collector reading `<proc>/stat`.
     pub fn new(paths: HostPaths, config: &CpuConfig) -> Self {
         CpuCollector {
-            paths,
+            stat: ProcFile::new(paths.proc("stat")),
             per_core: config.per_core,
             prev: None,
         }
@@ -77,7 +77,7 @@ impl Collector for CpuCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let sample = read_parsed(&self.paths.proc("stat"), parse_cpu_sample)?;
+        let sample = read_parsed(&mut self.stat, parse_cpu_sample)?;
         let prev = self.prev.replace(sample.clone());
         let shares = prev.as_ref().and_then(|p| compute_shares(&p.all, &sample.all));
         out.extend(cpu_readings(shares));
@@ -333,7 +333,7 @@ mod tests {
         let mut c = CpuCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"), &config);
         let first = collect_once(&mut c, &tick_at(start, 0));
         assert!(first.iter().all(|r| r.value == Value::Missing), "{first:?}");
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c.stat = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("stat"));
         let out = collect_once(&mut c, &tick_at(start, 10));
 
         let keys: Vec<_> = out.iter().map(|r| r.key.as_str()).collect();

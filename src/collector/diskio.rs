@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::filter::NameFilter;
 use super::CollectorSection;
-use super::{rate_per_second, read_parsed, CollectError, Collector, Tick};
+use super::{rate_per_second, read_parsed, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
@@ -25,6 +25,8 @@ const SECTOR_BYTES: u64 = 512;
 pub struct DiskIoCollector {
     /// Where the host's /proc and /sys are.
     paths: HostPaths,
+    /// `<proc>/diskstats`, kept open.
+    diskstats: ProcFile,
     /// Which devices to report (`devices_include`/`_exclude`).
     devices: NameFilter,
     /// Each device's counters at the previous cycle; a device not seen then
@@ -51,6 +53,7 @@ impl DiskIoCollector {
     /// A collector with the filters of `config`, compiled once here.
     pub fn new(paths: HostPaths, config: &DiskIoConfig) -> Self {
         DiskIoCollector {
+            diskstats: ProcFile::new(paths.proc("diskstats")),
             paths,
             devices: NameFilter::for_names(
                 "collectors.diskio.devices",
@@ -85,7 +88,7 @@ impl Collector for DiskIoCollector {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let stats = read_parsed(&self.paths.proc("diskstats"), parse_diskstats)?;
+        let stats = read_parsed(&mut self.diskstats, parse_diskstats)?;
         let stats_len = stats.0.len();
         let seen: std::collections::HashSet<String> = if self.physical.len() > stats_len {
             stats.0.iter().map(|s| s.name.clone()).collect()
@@ -199,7 +202,7 @@ mod tests {
             keyed_values(&first),
             [missing("diskio_vda_read"), missing("diskio_vda_write")]
         );
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c.diskstats = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("diskstats"));
         let second = collect_once(&mut c, &tick_at(start, 10));
         // vda: 176 sectors read and 750888 written in the 10 s between.
         assert_eq!(

@@ -3,21 +3,23 @@
 
 use procfs_core::{FromRead, LoadAverage, ProcError};
 
-use super::{read_parsed, widen_f32, CollectError, Collector, Tick};
+use super::{read_parsed, widen_f32, CollectError, Collector, ProcFile, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
 /// Reports the three load averages.
 #[derive(Debug)]
 pub struct LoadCollector {
-    /// Where the host's /proc is.
-    paths: HostPaths,
+    /// `<proc>/loadavg`, kept open.
+    loadavg: ProcFile,
 }
 
 impl LoadCollector {
     /// A collector reading `<proc>/loadavg`.
     pub fn new(paths: HostPaths) -> Self {
-        LoadCollector { paths }
+        LoadCollector {
+            loadavg: ProcFile::new(paths.proc("loadavg")),
+        }
     }
 }
 
@@ -27,7 +29,7 @@ impl Collector for LoadCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let load = read_parsed(&self.paths.proc("loadavg"), parse_loadavg)?;
+        let load = read_parsed(&mut self.loadavg, parse_loadavg)?;
         out.extend(load_readings(&load));
         Ok(())
     }
@@ -80,7 +82,7 @@ mod tests {
         let start = Instant::now();
         let mut c = LoadCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"));
         let first = collect_once(&mut c, &tick_at(start, 0));
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c.loadavg = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("loadavg"));
         let second = collect_once(&mut c, &tick_at(start, 10));
         let expect = |a: f64, b: f64, c: f64| {
             vec![

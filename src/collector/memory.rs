@@ -1,14 +1,14 @@
 //! Memory and swap from `<proc>/meminfo`.
 
-use super::{read_file, CollectError, Collector, Tick};
+use super::{CollectError, Collector, ProcFile, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
 /// Reports memory use and, on hosts with swap, swap use.
 #[derive(Debug)]
 pub struct MemoryCollector {
-    /// Where the host's /proc is.
-    paths: HostPaths,
+    /// `<proc>/meminfo`, kept open.
+    meminfo: ProcFile,
 }
 
 /// The figures the readings are made of, in bytes.
@@ -27,7 +27,9 @@ pub struct MemoryFigures {
 impl MemoryCollector {
     /// A collector reading `<proc>/meminfo`.
     pub fn new(paths: HostPaths) -> Self {
-        MemoryCollector { paths }
+        MemoryCollector {
+            meminfo: ProcFile::new(paths.proc("meminfo")),
+        }
     }
 }
 
@@ -37,8 +39,8 @@ impl Collector for MemoryCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let path = self.paths.proc("meminfo");
-        let figures = parse_meminfo(&read_file(&path)?).map_err(|e| CollectError::parse(&path, e))?;
+        let text = self.meminfo.read()?;
+        let figures = parse_meminfo(text).map_err(|e| CollectError::parse(self.meminfo.path(), e))?;
         out.extend(memory_readings(&figures));
         Ok(())
     }
@@ -166,7 +168,7 @@ mod tests {
         let start = Instant::now();
         let mut c = MemoryCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"));
         let first = collect_once(&mut c, &tick_at(start, 0));
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c.meminfo = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("meminfo"));
         let second = collect_once(&mut c, &tick_at(start, 10));
 
         for (out, available_kib) in [(&first, 23_263_856u64), (&second, 23_434_376)] {

@@ -108,6 +108,96 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
     }
 }
 
+/// A /proc file kept open and re-read from offset 0 each cycle into one
+/// reused buffer: two `pread`s (the text, then end of file) instead of
+/// open, statx, lseek, read, read and close plus a fresh 8 KiB string.
+/// /proc regenerates a file's text when it is read from offset 0, so an
+/// open file shows the current figures. On an error the file is closed
+/// and opened again next time (a remounted /host/proc).
+#[derive(Debug)]
+pub struct ProcFile {
+    /// The file, named in errors.
+    path: PathBuf,
+    /// Open since the first successful read.
+    file: Option<std::fs::File>,
+    /// Reused between reads; grows to the largest text seen.
+    buf: Vec<u8>,
+}
+
+impl ProcFile {
+    /// A file at `path`, opened on the first read.
+    pub fn new(path: PathBuf) -> Self {
+        ProcFile {
+            path,
+            file: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's whole text now.
+    pub fn read(&mut self) -> Result<&str, CollectError> {
+        let len = self.fill().map_err(|source| {
+            self.file = None;
+            CollectError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        self.text(len)
+    }
+
+    /// The file's whole text now, `None` when it is absent.
+    pub fn read_optional(&mut self) -> Result<Option<&str>, CollectError> {
+        match self.fill() {
+            Ok(len) => self.text(len).map(Some),
+            Err(e) => {
+                self.file = None;
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    return Ok(None);
+                }
+                Err(CollectError::Io {
+                    path: self.path.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// The first `len` bytes read, as text.
+    fn text(&self, len: usize) -> Result<&str, CollectError> {
+        std::str::from_utf8(self.buf.get(..len).unwrap_or_default())
+            .map_err(|e| CollectError::parse(&self.path, e))
+    }
+
+    /// Reads the file from offset 0 into `buf`; the length read.
+    fn fill(&mut self) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let file = match &self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::File::open(&self.path)?),
+        };
+        if self.buf.is_empty() {
+            self.buf.resize(8192, 0);
+        }
+        let mut len = 0;
+        loop {
+            if len == self.buf.len() {
+                self.buf.resize(len * 2, 0);
+            }
+            let n = file.read_at(self.buf.get_mut(len..).unwrap_or_default(), len as u64)?;
+            if n == 0 {
+                return Ok(len);
+            }
+            len += n;
+        }
+    }
+}
+
 /// A source of readings, called once per cycle.
 pub trait Collector: Send {
     /// The collector's name, as in the config (`cpu`, `disk`, …).
@@ -152,11 +242,11 @@ pub fn widen_f32(value: f32) -> f64 {
 
 /// Reads a file that procfs-core parses, naming the file in either error.
 fn read_parsed<T>(
-    path: &Path,
+    file: &mut ProcFile,
     parse: impl FnOnce(&str) -> Result<T, procfs_core::ProcError>,
 ) -> Result<T, CollectError> {
-    let text = read_file(path)?;
-    parse(&text).map_err(|e| CollectError::parse(path, e))
+    let text = file.read()?;
+    parse(text).map_err(|e| CollectError::parse(&file.path, e))
 }
 
 #[cfg(test)]
@@ -171,6 +261,29 @@ mod tests {
         assert_eq!(rate_per_second(None, (10, t1)), None);
         assert_eq!(rate_per_second(Some((100, t0)), (10, t1)), None);
         assert_eq!(rate_per_second(Some((100, t0)), (300, t1)), Some(100.0));
+    }
+
+    #[test]
+    fn a_proc_file_reads_the_current_text_each_time_and_grows_past_8_kib() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stat");
+        std::fs::write(&path, "one\n").expect("write");
+        let mut file = ProcFile::new(path.clone());
+        assert_eq!(file.read().expect("read"), "one\n");
+        let long = "x".repeat(20_000);
+        std::fs::write(&path, &long).expect("write");
+        assert_eq!(file.read().expect("read"), long);
+        std::fs::write(&path, "two\n").expect("write");
+        assert_eq!(file.read().expect("read"), "two\n");
+    }
+
+    #[test]
+    fn an_absent_proc_file_is_none_and_read_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut file = ProcFile::new(dir.path().join("pressure/cpu"));
+        assert!(file.read_optional().expect("absent is no error").is_none());
+        let error = file.read().expect_err("absent").to_string();
+        assert!(error.contains("pressure/cpu"), "{error}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the addresses (see [`super::ifaddr`]) as a text entity with attributes.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use procfs_core::net::InterfaceDeviceStatus;
 use procfs_core::{FromRead, ProcError};
@@ -12,17 +12,26 @@ use serde::Deserialize;
 use super::filter::NameFilter;
 use super::ifaddr::{self, Addresses, ByInterface};
 use super::CollectorSection;
-use super::{rate_per_second, read_optional, read_parsed, CollectError, Collector, Tick};
+use super::{rate_per_second, read_parsed, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
+
+/// How long the addresses are reused: a netlink dump and an if_inet6 read
+/// every cycle cost a quarter of a cycle, and addresses change rarely. An
+/// interface that appears gets its addresses at once.
+const ADDRESS_REFRESH: Duration = Duration::from_secs(60);
 
 /// Reports bytes received and sent per second and in total per interface,
 /// and its addresses.
 #[derive(Debug)]
 pub struct NetworkCollector {
-    /// Where the host's /proc is.
-    paths: HostPaths,
+    /// `<proc>/net/dev`, kept open.
+    net_dev: ProcFile,
+    /// `<proc>/net/if_inet6`, kept open.
+    if_inet6: ProcFile,
+    /// The addresses and when they were read, reused for [`ADDRESS_REFRESH`].
+    addresses: Option<(Instant, ByInterface)>,
     /// Which interfaces to report (`interfaces_include`/`_exclude`).
     interfaces: NameFilter,
     /// Each interface's counters at the previous cycle; an interface not
@@ -50,7 +59,9 @@ impl NetworkCollector {
     pub fn new(paths: HostPaths, config: &NetworkConfig) -> Self {
         let real_procfs = is_symlink(&paths.proc("net"));
         NetworkCollector {
-            paths,
+            net_dev: ProcFile::new(paths.proc("net/dev")),
+            if_inet6: ProcFile::new(paths.proc("net/if_inet6")),
+            addresses: None,
             interfaces: NameFilter::for_names(
                 "collectors.network.interfaces",
                 &config.interfaces_include,
@@ -72,7 +83,7 @@ impl NetworkCollector {
 
     /// Every interface's addresses. Missing addresses are not a failed
     /// cycle: the counters still count, the address entity shows none.
-    fn addresses(&mut self) -> ByInterface {
+    fn read_addresses(&mut self) -> ByInterface {
         let mut out = ByInterface::new();
         match ((self.dump_ipv4)(&mut out), self.ipv4_failing) {
             (Err(error), false) => {
@@ -87,8 +98,8 @@ impl NetworkCollector {
         }
         // No file: no IPv6 in this kernel. An unreadable /proc fails the
         // counters below loudly, so it is not reported twice.
-        if let Ok(Some(text)) = read_optional(&self.paths.proc("net/if_inet6")) {
-            ifaddr::add_if_inet6(&text, &mut out);
+        if let Ok(Some(text)) = self.if_inet6.read_optional() {
+            ifaddr::add_if_inet6(text, &mut out);
         }
         out
     }
@@ -100,7 +111,7 @@ impl Collector for NetworkCollector {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let status = read_parsed(&self.paths.proc("net/dev"), parse_net_dev)?;
+        let status = read_parsed(&mut self.net_dev, parse_net_dev)?;
         // procfs-core hands back a map; sorting keeps entity order stable.
         let mut interfaces: Vec<_> = status
             .0
@@ -108,8 +119,18 @@ impl Collector for NetworkCollector {
             .filter(|d| self.interfaces.allows(&d.name))
             .collect();
         interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-        let addresses = self.addresses();
-        let mut next = HashMap::new();
+        let stale = match &self.addresses {
+            Some((at, _)) => {
+                tick.mono.saturating_duration_since(*at) >= ADDRESS_REFRESH
+                    || interfaces.iter().any(|d| !self.prev.contains_key(&d.name))
+            }
+            None => true,
+        };
+        if stale {
+            self.addresses = Some((tick.mono, self.read_addresses()));
+        }
+        let (read_at, addresses) = self.addresses.take().unwrap_or((tick.mono, ByInterface::new()));
+        let mut next = HashMap::with_capacity(interfaces.len());
         for dev in interfaces {
             let now = InterfaceCounters {
                 received_bytes: dev.recv_bytes,
@@ -121,6 +142,7 @@ impl Collector for NetworkCollector {
             next.insert(dev.name, now);
         }
         self.prev = next;
+        self.addresses = Some((read_at, addresses));
         Ok(())
     }
 }
@@ -283,7 +305,7 @@ mod tests {
         let mut c = collector("proc/vm/t0", &NetworkConfig::default());
         let first = collect_once(&mut c, &tick_at(start, 0));
         assert_eq!(rates(&first), [missing("net_eth0_rx"), missing("net_eth0_tx")]);
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c.net_dev = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("net/dev"));
         let second = collect_once(&mut c, &tick_at(start, 10));
         // eth0: 1915957 bytes in and 16207 out in the 10 s between.
         assert_eq!(
@@ -316,7 +338,7 @@ mod tests {
         let mut c = collector("proc/vm/t0", &only_eth0);
         collect_once(&mut c, &tick_at(start, 0));
         c.interfaces = NameFilter::for_names("k", &[], &[]);
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c.net_dev = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("net/dev"));
         let out = collect_once(&mut c, &tick_at(start, 10));
         let keys: Vec<_> = out
             .iter()
@@ -399,6 +421,36 @@ mod tests {
             .expect("address");
         let v6 = &r.attributes.as_ref().expect("attrs")["ipv6"];
         assert_eq!(v6[0], "fd7a:115c:a1e0::1234");
+    }
+
+    #[test]
+    fn addresses_are_reused_for_a_minute_unless_an_interface_appears() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DUMPS: AtomicUsize = AtomicUsize::new(0);
+        let start = Instant::now();
+        let mut c = collector("proc/vm/t0", &NetworkConfig::default());
+        c.dump_ipv4 = |out| {
+            DUMPS.fetch_add(1, Ordering::SeqCst);
+            fixture_ipv4(out)
+        };
+        for secs in [0, 10, 50] {
+            let out = collect_once(&mut c, &tick_at(start, secs));
+            assert_eq!(
+                value_of(&out, "net_eth0_address"),
+                Value::Text("192.0.2.2".into())
+            );
+        }
+        assert_eq!(DUMPS.load(Ordering::SeqCst), 1);
+        collect_once(&mut c, &tick_at(start, 60));
+        assert_eq!(DUMPS.load(Ordering::SeqCst), 2);
+        c.interfaces = NameFilter::for_names("k", &[], &[]);
+        c.prev.remove("eth0");
+        collect_once(&mut c, &tick_at(start, 70));
+        assert_eq!(
+            DUMPS.load(Ordering::SeqCst),
+            3,
+            "a new interface reads them at once"
+        );
     }
 
     #[test]

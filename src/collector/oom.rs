@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{read_optional, CollectError, Collector, Tick};
+use super::{CollectError, Collector, ProcFile, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
@@ -34,14 +34,16 @@ pub fn parse_vmstat_oom_kill(text: &str) -> Option<u64> {
 /// Reports the host's OOM kill count.
 #[derive(Debug)]
 pub struct OomCollector {
-    /// Where the host's /proc is.
-    paths: HostPaths,
+    /// `<proc>/vmstat`, kept open.
+    vmstat: ProcFile,
 }
 
 impl OomCollector {
     /// A collector reading `<proc>/vmstat`.
     pub fn new(paths: HostPaths, _cfg: &OomConfig) -> Self {
-        OomCollector { paths }
+        OomCollector {
+            vmstat: ProcFile::new(paths.proc("vmstat")),
+        }
     }
 }
 
@@ -51,8 +53,7 @@ impl Collector for OomCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let path = self.paths.proc("vmstat");
-        if let Some(kills) = read_optional(&path)?.as_deref().and_then(parse_vmstat_oom_kill) {
+        if let Some(kills) = self.vmstat.read_optional()?.and_then(parse_vmstat_oom_kill) {
             out.push(Reading::new("oom_kills", "OOM kills", Kind::Total, kills));
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use procfs_core::{parse_pressure_record, ProcError};
 
-use super::{widen_f32, CollectError, Collector, Tick};
+use super::{widen_f32, CollectError, Collector, ProcFile, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
@@ -19,8 +19,8 @@ const RESOURCES: [(&str, &str, &str); 3] = [
 /// Reports the 60 s stall averages.
 #[derive(Debug)]
 pub struct PressureCollector {
-    /// Where the host's /proc is.
-    paths: HostPaths,
+    /// `<proc>/pressure/{cpu,memory,io}`, kept open, in [`RESOURCES`]' order.
+    files: [ProcFile; 3],
 }
 
 /// The 60 s averages of one pressure file, in percent.
@@ -36,7 +36,9 @@ pub struct Pressure {
 impl PressureCollector {
     /// A collector reading `<proc>/pressure`.
     pub fn new(paths: HostPaths) -> Self {
-        PressureCollector { paths }
+        PressureCollector {
+            files: RESOURCES.map(|(file, _, _)| ProcFile::new(paths.proc(&format!("pressure/{file}")))),
+        }
     }
 }
 
@@ -46,23 +48,18 @@ impl Collector for PressureCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        for (file, key_part, label) in RESOURCES {
-            let path = self.paths.proc(&format!("pressure/{file}"));
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
+        for ((_, key_part, label), file) in RESOURCES.iter().zip(&mut self.files) {
+            let text = match file.read_optional() {
+                Ok(Some(text)) => text,
                 // Absent, or present but switched off (EOPNOTSUPP with psi=0
                 // on some kernels): nothing here.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::Unsupported
-                    ) =>
-                {
+                Ok(None) => continue,
+                Err(CollectError::Io { source, .. }) if source.kind() == std::io::ErrorKind::Unsupported => {
                     continue
                 }
-                Err(source) => return Err(CollectError::Io { path, source }),
+                Err(e) => return Err(e),
             };
-            let pressure = parse_pressure(&text).map_err(|e| CollectError::parse(&path, e))?;
+            let pressure = parse_pressure(text).map_err(|e| CollectError::parse(file.path(), e))?;
             out.extend(pressure_readings(key_part, label, &pressure));
         }
         Ok(())
@@ -147,7 +144,7 @@ mod tests {
         let start = Instant::now();
         let mut c = PressureCollector::new(fixture_paths("proc/vm/t0", "sys/vm", "root/vm"));
         let first = collect_once(&mut c, &tick_at(start, 0));
-        c.paths = fixture_paths("proc/vm/t1", "sys/vm", "root/vm");
+        c = PressureCollector::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm"));
         let second = collect_once(&mut c, &tick_at(start, 10));
         assert_eq!(
             keyed_values(&first),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use procfs_core::KernelStats;
 
 use super::cpu::parse_stat;
-use super::{read_parsed, CollectError, Collector, Tick};
+use super::{read_parsed, CollectError, Collector, ProcFile, Tick};
 use crate::host::{kernel_release, os_release, HostPaths};
 use crate::reading::{Kind, Reading, Value};
 
@@ -45,7 +45,7 @@ impl SystemCollector {
 
     /// Boot time, OS and kernel: the facts that change at boot or upgrade.
     fn read_facts(&self) -> Result<Vec<Reading>, CollectError> {
-        let stats = read_parsed(&self.paths.proc("stat"), parse_stat)?;
+        let stats = read_parsed(&mut ProcFile::new(self.paths.proc("stat")), parse_stat)?;
         let mut facts = vec![Reading::new(
             "boot_time",
             "Boot time",

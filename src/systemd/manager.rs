@@ -21,6 +21,9 @@ use crate::backoff::Backoff;
 use crate::reading::Reading;
 use crate::source::{self, SourceContext, SourceState, Spawnable};
 
+/// How often the system bus socket is looked for while there is none.
+const NO_BUS_RECHECK: Duration = Duration::from_secs(60);
+
 /// How long after the first signal of a burst the snapshot is taken: the
 /// burst (job removed, state changed, …) settles in a few milliseconds.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -111,8 +114,10 @@ impl ManagerSource {
                 "no system bus here: no systemd entities (set systemd.system.address, or enabled = false)"
             );
             out.publish(SourceState::default(), false);
+            // A bus that appears later is found within a minute; a stat and
+            // a wake-up of its own each cycle cost more than that is worth.
             while self.nothing_here() {
-                tokio::time::sleep(self.resync).await;
+                tokio::time::sleep(self.resync.max(NO_BUS_RECHECK)).await;
             }
         }
         let mut health = Health::new(name);
