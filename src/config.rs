@@ -336,6 +336,7 @@ impl MqttConfig {
             tls,
             will,
             subscriptions,
+            message_limit: crate::session::MESSAGE_LIMIT_BYTES,
             backoff: Backoff {
                 min: self.reconnect_min,
                 max: self.reconnect_max,

@@ -257,10 +257,12 @@ async fn shutdown_signal() {
 async fn dashboard(cfg: Config, wait: Duration) -> Result<(), Failure> {
     let filter = format!("{}/device/+/config", cfg.homeassistant.discovery_prefix);
     let id = format!("host2mqtt-dashboard-{}", std::process::id());
-    let opts = cfg
+    let mut opts = cfg
         .mqtt
         .session_options(id, None, vec![filter.clone()], |name| std::env::var(name).ok())
         .map_err(Failure::Config)?;
+    // Discovery payloads are kilobytes (a host with many containers: more).
+    opts.message_limit = host2mqtt::session::V311_READ_LIMIT_BYTES;
     let (publisher, mut events, session) = start_session(opts)?;
     let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
     let collected = tokio::time::timeout(Duration::from_secs(15) + wait, async {

@@ -80,6 +80,10 @@ pub struct SessionOptions {
     pub will: Option<(String, String)>,
     /// Topics to subscribe to after every connect.
     pub subscriptions: Vec<String>,
+    /// Incoming messages over this many bytes are dropped with a log line
+    /// ([`MESSAGE_LIMIT_BYTES`] for the agent; `host2mqtt dashboard` reads
+    /// discovery payloads and takes more).
+    pub message_limit: usize,
     /// Delays between failed attempts.
     pub backoff: Backoff,
 }
@@ -144,13 +148,13 @@ struct DropLog {
 impl DropLog {
     const EVERY: Duration = Duration::from_secs(60);
 
-    fn note(&mut self, topic: &str, bytes: usize) {
+    fn note(&mut self, topic: &str, bytes: usize, limit: usize) {
         self.count += 1;
         if self.logged_at.is_none_or(|t| t.elapsed() >= Self::EVERY) {
             tracing::warn!(
                 topic = %topic.escape_debug().to_string().chars().take(200).collect::<String>(),
                 bytes,
-                limit = MESSAGE_LIMIT_BYTES,
+                limit,
                 dropped = self.count,
                 "dropped oversized incoming message(s)"
             );
@@ -229,7 +233,7 @@ impl Session {
         };
         let brokers = u32::try_from(self.opts.brokers.len().max(1)).unwrap_or(u32::MAX);
         loop {
-            match self.link.poll().await {
+            match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
                     tracing::info!(broker = %self.endpoint(), attempts = failures + 1, "connected");
                     last_error.clear();
@@ -252,7 +256,7 @@ impl Session {
                         return;
                     }
                 }
-                Polled::Oversized { topic, bytes } => drops.note(&topic, bytes),
+                Polled::Oversized { topic, bytes } => drops.note(&topic, bytes, self.opts.message_limit),
                 Polled::DisconnectSent => {
                     tracing::debug!("disconnect sent");
                     return;

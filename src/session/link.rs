@@ -20,8 +20,9 @@ pub enum Protocol {
     V5,
 }
 
-/// Incoming messages larger than this are dropped by the session with a log
-/// line: Home Assistant's birth and our command words are a few bytes.
+/// The agent's limit for incoming messages (`SessionOptions::message_limit`):
+/// larger ones are dropped with a log line, since Home Assistant's birth and
+/// our command words are a few bytes.
 pub const MESSAGE_LIMIT_BYTES: usize = 4 * 1024;
 
 /// MQTT 3.1.1 cannot tell the broker a size limit, and rumqttc ends the
@@ -120,7 +121,13 @@ pub(super) fn options(opts: &SessionOptions, host: &str, port: u16) -> Result<Op
             o.set_keep_alive(opts.keepalive)
                 .set_clean_start(true)
                 .set_connection_timeout(CONNECT_TIMEOUT_SECONDS)
-                .set_max_packet_size(Some(V5_MAX_PACKET_BYTES))
+                .set_max_packet_size(Some(
+                    V5_MAX_PACKET_BYTES.max(
+                        u32::try_from(opts.message_limit)
+                            .unwrap_or(u32::MAX)
+                            .saturating_add(1024),
+                    ),
+                ))
                 // The broker waits for the earlier of the will delay and the
                 // session's end before publishing the will (MQTT 5 §3.1.3.2.2):
                 // a session expiring at once would fire it at once. Clean start
@@ -184,16 +191,18 @@ impl Link {
         }
     }
 
-    pub(super) async fn poll(&mut self) -> Polled {
+    /// The next event; incoming messages over `limit` bytes come back as
+    /// [`Polled::Oversized`].
+    pub(super) async fn poll(&mut self, limit: usize) -> Polled {
         match self {
-            Link::V311(l) => poll_v311(l).await,
-            Link::V5(l) => poll_v5(l).await,
+            Link::V311(l) => poll_v311(l, limit).await,
+            Link::V5(l) => poll_v5(l, limit).await,
         }
     }
 }
 
-fn message(topic: String, payload: &[u8]) -> Polled {
-    if payload.len() > MESSAGE_LIMIT_BYTES {
+fn message(topic: String, payload: &[u8], limit: usize) -> Polled {
+    if payload.len() > limit {
         Polled::Oversized {
             topic,
             bytes: payload.len(),
@@ -206,11 +215,11 @@ fn message(topic: String, payload: &[u8]) -> Polled {
     }
 }
 
-async fn poll_v311(l: &mut rumqttc::EventLoop) -> Polled {
+async fn poll_v311(l: &mut rumqttc::EventLoop, limit: usize) -> Polled {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E, Event, Packet};
     match l.poll().await {
         Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
-        Ok(Event::Incoming(Packet::Publish(p))) => message(p.topic, &p.payload),
+        Ok(Event::Incoming(Packet::Publish(p))) => message(p.topic, &p.payload, limit),
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
         Ok(_) => Polled::Other,
         Err(E::RequestsDone) => Polled::Done,
@@ -235,13 +244,13 @@ async fn poll_v311(l: &mut rumqttc::EventLoop) -> Polled {
     }
 }
 
-async fn poll_v5(l: &mut v5::EventLoop) -> Polled {
+async fn poll_v5(l: &mut v5::EventLoop, limit: usize) -> Polled {
     use v5::mqttbytes::v5::{ConnectReturnCode as C, Packet};
     use v5::{ConnectionError as E, Event};
     match l.poll().await {
         Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
         Ok(Event::Incoming(Packet::Publish(p))) => {
-            message(String::from_utf8_lossy(&p.topic).into_owned(), &p.payload)
+            message(String::from_utf8_lossy(&p.topic).into_owned(), &p.payload, limit)
         }
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
         Ok(_) => Polled::Other,
