@@ -5,8 +5,10 @@
 
 // Each fuzz target uses one body; the corpus test uses them all.
 #![allow(dead_code)]
-use host2mqtt::collector::{cpu, disk, diskio, load, memory, network, pressure};
+use host2mqtt::collector::{cpu, disk, diskio, gpu, load, memory, network, oom, pressure, rpi, sensors};
 use host2mqtt::container::{engine::Api, model, updates};
+use host2mqtt::hardware::{nvidia, smart};
+use host2mqtt::osupdate::{apt, dnf, rpmostree};
 use host2mqtt::systemd::config::ManagerKind;
 use host2mqtt::systemd::units::{watched_units, Layout, Snapshot, UnitInfo};
 
@@ -110,6 +112,39 @@ pub fn dbus(data: &[u8]) {
     }
 }
 
+/// One-value files of /sys (and /proc/vmstat's oom_kill) on any text: the
+/// first byte picks the parser.
+pub fn sysfs(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match which % 5 {
+        0 => drop(gpu::parse_sysfs_u64(&text)),
+        1 => drop(sensors::parse_millidegrees(&text)),
+        2 => drop(sensors::parse_rpm(&text)),
+        3 => drop(rpi::parse_throttled(&text)),
+        _ => drop(oom::parse_vmstat_oom_kill(&text)),
+    }
+}
+
+/// The output of the tools the agent runs (smartctl, nvidia-smi, apt-get,
+/// dnf, rpm-ostree) on any text: the first byte picks the parser.
+pub fn tools(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match which % 6 {
+        0 => drop(smart::parse_scan(&text)),
+        1 => drop(smart::parse_smartctl("/dev/fuzz", &text, Some(i32::from(which)))),
+        2 => drop(nvidia::parse_nvidia_smi(&text)),
+        3 => drop(apt::parse_simulation(&text)),
+        4 => drop(dnf::parse_check_update(&text)),
+        _ => drop(rpmostree::parse_status(&text)),
+    }
+}
+
 /// A target's body by its name (the directory names under fuzz/corpus).
 pub fn by_name(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
@@ -117,6 +152,8 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "proc" => proc,
         "podman" => podman,
         "dbus" => dbus,
+        "sysfs" => sysfs,
+        "tools" => tools,
         _ => return None,
     })
 }
