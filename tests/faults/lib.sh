@@ -83,9 +83,13 @@ setup() {
   record "$WORK/$name.rec" "$PORT" "host2mqtt/$node/#"
   agent_start "$name" "$(agent_config "$node" "$PORT" 127.0.0.1 "${3:-}")"
   wait_msg "$WORK/$name.rec" "host2mqtt/$node/availability" '^online$' 0 15 >/dev/null && return 0
-  fail "$name: agent never online" "$(tail -20 "$WORK/$name.log")"
+  fail "$name: agent never online" "$(agent_log "$name")"
   return 1
 }
+
+# agent_log NAME: the last 20 lines of the agent's log NAME.log that are
+# not collector cycles (what a failure shows).
+agent_log() { grep -av ' cycle elapsed_ms=' "$WORK/$1.log" | tail -20; }
 
 # cpu_ticks PID: utime + stime in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
