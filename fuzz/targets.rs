@@ -12,6 +12,12 @@ use host2mqtt::osupdate::{apt, dnf, rpmostree};
 use host2mqtt::systemd::config::ManagerKind;
 use host2mqtt::systemd::units::{watched_units, Layout, Snapshot, UnitInfo};
 
+/// The selector byte and the text after it (lossy UTF-8).
+fn selected(data: &[u8]) -> Option<(u8, std::borrow::Cow<'_, str>)> {
+    let (&which, rest) = data.split_first()?;
+    Some((which, String::from_utf8_lossy(rest)))
+}
+
 /// The config loader on any file: an error naming a key, never a panic.
 pub fn config(data: &[u8]) {
     // The loader reads a path; one file per process (and thread), in memory.
@@ -35,10 +41,9 @@ pub fn config(data: &[u8]) {
 
 /// The /proc parsers on any text: the first byte picks the parser.
 pub fn proc(data: &[u8]) {
-    let Some((&which, rest)) = data.split_first() else {
+    let Some((which, text)) = selected(data) else {
         return;
     };
-    let text = String::from_utf8_lossy(rest);
     match which % 8 {
         0 => drop(cpu::parse_stat(&text)),
         1 => drop(cpu::parse_cpu_sample(&text)),
@@ -115,10 +120,9 @@ pub fn dbus(data: &[u8]) {
 /// One-value files of /sys (and /proc/vmstat's oom_kill) on any text: the
 /// first byte picks the parser.
 pub fn sysfs(data: &[u8]) {
-    let Some((&which, rest)) = data.split_first() else {
+    let Some((which, text)) = selected(data) else {
         return;
     };
-    let text = String::from_utf8_lossy(rest);
     match which % 5 {
         0 => drop(gpu::parse_sysfs_u64(&text)),
         1 => drop(sensors::parse_millidegrees(&text)),
@@ -131,10 +135,9 @@ pub fn sysfs(data: &[u8]) {
 /// The output of the tools the agent runs (smartctl, nvidia-smi, apt-get,
 /// dnf, rpm-ostree) on any text: the first byte picks the parser.
 pub fn tools(data: &[u8]) {
-    let Some((&which, rest)) = data.split_first() else {
+    let Some((which, text)) = selected(data) else {
         return;
     };
-    let text = String::from_utf8_lossy(rest);
     match which % 6 {
         0 => drop(smart::parse_scan(&text)),
         1 => drop(smart::parse_smartctl("/dev/fuzz", &text, Some(i32::from(which)))),
