@@ -30,8 +30,14 @@ fn case(what: &'static str, root: &str, mqtt: &str, tables: &str, key: &'static 
 
 /// Runs `host2mqtt <command>` on `config`; kills it (and fails) if it is
 /// still running after 30 s, which for a bad config means it was accepted.
+/// The binary under test: `CONFIG_ERRORS_BIN` (the fault suite's hook
+/// passes the suite's binary) or the one cargo built.
 fn exit_of(command: &str, config: &std::path::Path) -> (Option<i32>, String) {
-    let mut child = Command::new(bin())
+    let bin = std::env::var("CONFIG_ERRORS_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| bin().to_string());
+    let mut child = Command::new(bin)
         .arg("--config")
         .arg(config)
         .arg(command)

@@ -1,45 +1,32 @@
-# The fault suite's helpers (sourced by tests/faults/run, on top of
-# tests/deploy/lib.sh: log, check/pass/fail, summary, free_port, cleanups).
+# The fault suite's helpers (sourced by tests/faults/run), on top of
+# tests/lib.sh, the project's shell library (log, check/pass/fail, skip,
+# summary, free_port, start_broker, wait_port, track/stop_pid, on_exit,
+# temp_dir, elapsed).
 #
 # Messages are recorded by mosquitto_sub into a file, one line each:
 #   <unix time with ns> <retain 0|1> <topic> <payload>
 # and waited for with `wait_msg`.
 
 FAULTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=../deploy/lib.sh
-. "$FAULTS_DIR/../deploy/lib.sh"
+TEST_NAME=faults
+# shellcheck source=../lib.sh
+. "$FAULTS_DIR/../lib.sh"
 
 BIN=${HOST2MQTT_BIN:-$PROJECT/target/debug/host2mqtt}
 export HOST2MQTT_BIN=$BIN
-WORK=$(mktemp -d /tmp/m-faults.XXXXXX)
-chmod 755 "$WORK" # mosquitto drops to its own user
-[ -n "${FAULTS_KEEP:-}" ] || on_exit "rm -rf '$WORK'"
+if [ -n "${FAULTS_KEEP:-}" ]; then WORK=$(mktemp -d /tmp/faults.XXXXXX); else temp_dir WORK faults; fi
+chmod 755 "$WORK"
 
 now() { printf '%s' "$EPOCHREALTIME"; }
-# secs_since T: seconds (with ms) from T to now.
-secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
 
-# mosquitto_start NAME PORT [EXTRA CONFIG LINES] -> sets MQ_PID[NAME]; log NAME.log
+# mosquitto_start NAME PORT [ADDRESS]: tests/lib.sh's start_broker in
+# $WORK/NAME, listening on 127.0.0.1 and ADDRESS too (a veth's); restarted
+# on the same PORT by calling it again. Sets MQ_PID[NAME].
 declare -A MQ_PID
 mosquitto_start() {
-  local name=$1 port=$2 extra=${3:-} addr=${MQ_ADDR:-127.0.0.1}
-  mkdir -p "$WORK/$name" && chmod 777 "$WORK/$name"
-  cat >"$WORK/$name/mosquitto.conf" <<EOF
-per_listener_settings false
-persistence false
-log_dest file $WORK/$name/mosquitto.log
-log_type all
-connection_messages true
-allow_anonymous true
-listener $port $addr
-$extra
-EOF
-  chmod 644 "$WORK/$name/mosquitto.conf"
-  mosquitto -c "$WORK/$name/mosquitto.conf" >/dev/null 2>&1 &
-  MQ_PID[$name]=$!
-  on_exit "kill -9 ${MQ_PID[$name]}"
-  [ "$addr" = 127.0.0.1 ] && wait_port "$port"
-  return 0
+  local name=$1 port=$2
+  BROKER_CONF=${3:+"listener $port $3"} start_broker "$WORK/$name" "$port" || return 1
+  MQ_PID[$name]=$BROKER_PID
 }
 mosquitto_kill() { kill -9 "${MQ_PID[$1]}" 2>/dev/null; wait "${MQ_PID[$1]}" 2>/dev/null; return 0; }
 
@@ -47,10 +34,9 @@ mosquitto_kill() { kill -9 "${MQ_PID[$1]}" 2>/dev/null; wait "${MQ_PID[$1]}" 2>/
 record() {
   local file=$1 port=$2 filter=$3 host=${4:-127.0.0.1}
   : >"$file"
-  # -R drops stale retained? no: we want retained; --retained-only not used.
   mosquitto_sub -V mqttv311 -h "$host" -p "$port" -t "$filter" -F '%U %r %t %p' >>"$file" 2>/dev/null &
   REC_PID=$!
-  on_exit "kill $REC_PID"
+  track "$REC_PID"
   sleep 0.3
 }
 
@@ -62,7 +48,7 @@ wait_msg() {
     hit=$(awk -v t="$topic" -v re="$re" -v after="$after" \
       '$3 == t && $1 > after { p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ ?/, "", p); if (p ~ re) { print $1; exit } }' "$file")
     if [ -n "$hit" ]; then printf '%s' "$hit"; return 0; fi
-    [ "$(secs_since "$t0" | cut -d. -f1)" -ge "$timeout" ] && return 1
+    [ "$(elapsed "$t0" | cut -d. -f1)" -ge "$timeout" ] && return 1
     sleep 0.05
   done
 }
@@ -77,7 +63,7 @@ agent_start() {
     HOST2MQTT_LOG=debug "$BIN" --config "$conf" run 2>"$WORK/$name.log" &
   fi
   AGENT_PID=$!
-  on_exit "kill -9 $AGENT_PID"
+  track "$AGENT_PID"
 }
 
 # agent_config NODE_ID PORT [HOST] [EXTRA MQTT LINES]
@@ -85,6 +71,25 @@ agent_config() {
   printf 'interval = "1s"\nnode_id = "%s"\n[mqtt]\nhost = "%s"\nport = %s\nkeepalive = "5s"\nreconnect_min = "200ms"\nreconnect_max = "5s"\n%s\n' \
     "$1" "${3:-127.0.0.1}" "$2" "${4:-}"
 }
+
+# setup NAME NODE_ID [EXTRA MQTT LINES]: a broker NAME on a free port
+# (PORT), a recorder of host2mqtt/NODE_ID/# into $WORK/NAME.rec, the agent
+# (agent_config; its log $WORK/NAME.log). Returns 1, after a failed check
+# NAME, unless the agent is online within 15 s.
+setup() {
+  local name=$1 node=$2
+  PORT=$(free_port)
+  mosquitto_start "$name" "$PORT" || { fail "$name: the broker did not start"; return 1; }
+  record "$WORK/$name.rec" "$PORT" "host2mqtt/$node/#"
+  agent_start "$name" "$(agent_config "$node" "$PORT" 127.0.0.1 "${3:-}")"
+  wait_msg "$WORK/$name.rec" "host2mqtt/$node/availability" '^online$' 0 15 >/dev/null && return 0
+  fail "$name: agent never online" "$(agent_log "$name")"
+  return 1
+}
+
+# agent_log NAME: the last 20 lines of the agent's log NAME.log that are
+# not collector cycles (what a failure shows).
+agent_log() { grep -av ' cycle elapsed_ms=' "$WORK/$1.log" | tail -20; }
 
 # cpu_ticks PID: utime + stime in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
