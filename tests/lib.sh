@@ -321,3 +321,34 @@ h2m_binary() {
   BIN=$1/host2mqtt
   cp "$src" "$BIN"
 }
+
+# ha_finish_onboarding: the steps start leaves open (the core_config step
+# sets up met, radio_browser and friends, which fail without the internet:
+# harmless here). The frontend sends every page to the onboarding until
+# they are done, so browser checks call this after ha_up.
+ha_finish_onboarding() {
+  python3 - "$PROJECT/tests/ha/harness" "$HA_ENV" << 'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import ha_harness as H
+env = H.load_env(sys.argv[2])
+ha = H.HA(env["HA_URL"], env["HA_TOKEN"])
+ha.call("POST", "/api/onboarding/core_config", data={})
+ha.call("POST", "/api/onboarding/analytics", data={})
+# this step wants a login's token, not the long-lived one
+tok = ha.call("POST", "/auth/token", auth=False, form={
+    "grant_type": "refresh_token", "refresh_token": env["HA_REFRESH_TOKEN"], "client_id": env["HA_CLIENT_ID"]})
+ha.token = tok["access_token"]
+ha.call("POST", "/api/onboarding/integration",
+        data={"client_id": env["HA_CLIENT_ID"], "redirect_uri": env["HA_CLIENT_ID"] + "?auth_callback=1"})
+PY
+}
+
+# clear_agent_env: the caller's own agent settings must not leak into the
+# agents a test starts.
+clear_agent_env() {
+  local v
+  for v in $(compgen -e); do
+    case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
+  done
+}

@@ -28,9 +28,7 @@ listening() { # PID: its listening TCP sockets
   done
 }
 
-for v in $(compgen -e); do
-  case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
-done
+clear_agent_env
 NO_BROKER=$(free_port)
 printf 'interval = "2s"\n[mqtt]\nhost = "127.0.0.1"\nport = %s\n[containers]\nenabled = false\n[systemd.system]\nenabled = false\n' \
   "$NO_BROKER" > "$WORK/h.toml"

@@ -65,16 +65,20 @@ impl Output {
     /// The last non-empty line of stderr, shortened: what podman says
     /// when it fails ("Error: …").
     pub fn error_line(&self) -> String {
-        self.stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .chars()
-            .take(300)
-            .collect()
+        last_line(&self.stderr)
     }
+}
+
+/// The last non-empty line of `text`, shortened, for error messages.
+pub fn last_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
 }
 
 /// Runs one program with a timeout.

@@ -179,17 +179,7 @@ impl Latch {
     }
 }
 
-/// The last non-empty line of `text`, shortened, for error messages.
-pub fn last_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect()
-}
+pub use crate::container::runner::last_line;
 
 #[cfg(test)]
 pub(crate) mod testing {

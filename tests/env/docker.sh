@@ -11,6 +11,7 @@
 # Needs root and: apt-get install -y docker.io docker-compose busybox-static
 # Keep DIR short (e.g. /tmp/h2md.XXXXXX): containerd's sockets live below it.
 set -eu
+. "$(dirname "$0")/busybox.sh"
 cmd=${1:?usage: docker.sh start|docker|compose|stop DIR [ARGS...]}
 dir=${2:?usage: docker.sh $cmd DIR}
 shift 2
@@ -41,14 +42,7 @@ start)
         sleep 0.1
     done
     # No registry can be pulled from: a busybox image made here.
-    bb=$(command -v busybox)
-    cp "$bb" "$dir/rootfs/bin/busybox"
-    for applet in $("$dir/rootfs/bin/busybox" --list); do
-        [ "$applet" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$applet"
-    done
-    tar -C "$dir/rootfs" -cf "$dir/rootfs.tar" .
-    rm -rf "$dir/rootfs"
-    "$cli" import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$dir/rootfs.tar" h2m-bb:latest >/dev/null
+    busybox_image "$cli" "$dir" h2m-bb:latest
     rm -f "$dir/rootfs.tar"
     echo $pid
     ;;

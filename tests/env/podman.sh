@@ -13,6 +13,7 @@
 # Needs root and: apt-get install -y podman runc uidmap slirp4netns fuse-overlayfs busybox-static
 # Keep DIR short (e.g. /tmp/h2mp.XXXXXX): conmon's sockets live below it.
 set -eu
+. "$(dirname "$0")/busybox.sh"
 cmd=${1:?usage: podman.sh setup|serve|podman|teardown DIR [ARGS...]}
 dir=${2:?usage: podman.sh $cmd DIR}
 shift 2
@@ -33,17 +34,9 @@ p() {
 
 case $cmd in
 setup)
-    mkdir -p "$dir/rootfs/bin"
     write_conf
     # No registry can be pulled from: a busybox image made here.
-    bb=$(command -v busybox)
-    cp "$bb" "$dir/rootfs/bin/busybox"
-    for applet in $("$dir/rootfs/bin/busybox" --list); do
-        [ "$applet" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$applet"
-    done
-    tar -C "$dir/rootfs" -cf "$dir/rootfs.tar" .
-    rm -rf "$dir/rootfs"
-    p import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$dir/rootfs.tar" localhost/bb:latest >/dev/null
+    busybox_image p "$dir" localhost/bb:latest
     rm -f "$dir/rootfs.tar"
     ;;
 serve)

@@ -80,9 +80,7 @@ check "a Local to-do list through the config flow: $TODO" test "${TODO#todo.}" !
 track $!
 
 # --- 3. the agents --------------------------------------------------------------------
-for v in $(compgen -e); do
-  case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
-done
+clear_agent_env
 COMMON=(HOST2MQTT_LOG=info HOST2MQTT__INTERVAL=${INTERVAL_S}s HOST2MQTT__MQTT__HOST=127.0.0.1
   HOST2MQTT__MQTT__PORT="$MQTT_PORT" HOST2MQTT__HOMEASSISTANT__DISCOVERY_PREFIX="$PREFIX")
 

@@ -49,9 +49,7 @@ else
 fi
 
 # Only our settings: nothing from the caller's environment or /etc.
-for v in $(compgen -e); do
-  case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
-done
+clear_agent_env
 echo "# empty: tests/ha/check.sh configures through the environment" > "$WORK/host2mqtt.toml"
 export HOST2MQTT_LOG=info
 export HOST2MQTT__NODE_ID=$NODE

@@ -60,28 +60,13 @@ export HA_EXTRA_CONFIG=$'recorder:\n  commit_interval: 1\nhistory:'
 ha_up "$WORK"
 # The frontend sends every page to the rest of the onboarding until it is
 # done; finish it through the API (as tests/ha/screenshots.sh does).
-python3 - "$HERE/harness" "$HA_ENV" << 'EOF' || fatal "onboarding"
-import sys
-sys.path.insert(0, sys.argv[1])
-import ha_harness as H
-env = H.load_env(sys.argv[2])
-ha = H.HA(env["HA_URL"], env["HA_TOKEN"])
-ha.call("POST", "/api/onboarding/core_config", data={})
-ha.call("POST", "/api/onboarding/analytics", data={})
-tok = ha.call("POST", "/auth/token", auth=False, form={
-    "grant_type": "refresh_token", "refresh_token": env["HA_REFRESH_TOKEN"], "client_id": env["HA_CLIENT_ID"]})
-ha.token = tok["access_token"]
-ha.call("POST", "/api/onboarding/integration",
-        data={"client_id": env["HA_CLIENT_ID"], "redirect_uri": env["HA_CLIENT_ID"] + "?auth_callback=1"})
-EOF
+ha_finish_onboarding || fatal "onboarding"
 B=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/blueprints_ha.py" --env "$HA_ENV")
 X=(env PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/experience_ha.py" --env "$HA_ENV")
 "${B[@]}" promote-http > /dev/null
 "${B[@]}" install "$PROJECT/config/homeassistant/blueprints/automation/host2mqtt" > /dev/null
 
-for v in $(compgen -e); do
-  case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
-done
+clear_agent_env
 # Only /: the other mounts of a shared test machine make noise in the pictures.
 printf 'area = "Servers"\ninterval = "5s"\n[mqtt]\nhost = "127.0.0.1"\nport = %s\n[collectors.disk]\nmount_points_include = ["/"]\n[containers]\nenabled = false\n[systemd.system]\nenabled = false\n' \
   "$MQTT_PORT" > "$WORK/h.toml"

@@ -52,9 +52,7 @@ check "blueprints installed" "${B[@]}" install "$BLUEPRINTS" || fatal "install"
 "${B[@]}" record "$NOTES" > "$WORK/recorder.log" 2>&1 &
 track $!
 
-for v in $(compgen -e); do
-  case $v in HOST2MQTT__* | HOST2MQTT_CONFIG | JOURNAL_STREAM | NOTIFY_SOCKET | WATCHDOG_*) unset "$v" ;; esac
-done
+clear_agent_env
 : > "$WORK/empty.toml"
 # One host per case, each with the defaults (interval 30 s, keepalive 30 s)
 # except the frozen one: its session stays up (keepalive 600 s) and its

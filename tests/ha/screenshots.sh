@@ -32,21 +32,7 @@ ha_up "$WORK"
 # rest of the onboarding until it is done. Finish it through the API (its
 # core_config step sets up met, radio_browser and friends, which fail
 # without the internet: harmless here).
-python3 - "$HERE/harness" "$HA_ENV" << 'EOF'
-import sys
-sys.path.insert(0, sys.argv[1])
-import ha_harness as H
-env = H.load_env(sys.argv[2])
-ha = H.HA(env["HA_URL"], env["HA_TOKEN"])
-ha.call("POST", "/api/onboarding/core_config", data={})
-ha.call("POST", "/api/onboarding/analytics", data={})
-# this step wants a login's token, not the long-lived one
-tok = ha.call("POST", "/auth/token", auth=False, form={
-    "grant_type": "refresh_token", "refresh_token": env["HA_REFRESH_TOKEN"], "client_id": env["HA_CLIENT_ID"]})
-ha.token = tok["access_token"]
-ha.call("POST", "/api/onboarding/integration",
-        data={"client_id": env["HA_CLIENT_ID"], "redirect_uri": env["HA_CLIENT_ID"] + "?auth_callback=1"})
-EOF
+ha_finish_onboarding
 PORT=$MQTT_PORT
 B=(python3 "$HERE/blueprints_ha.py" --env "$HA_ENV")
 "${B[@]}" promote-http > /dev/null
