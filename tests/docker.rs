@@ -127,9 +127,15 @@ fn docker_engine_states_health_oom_kills_and_a_degraded_compose_project_reach_a_
     let flagged = env.docker(&["inspect", "-f", "{{.State.OOMKilled}}", "d_oom"]);
     assert_eq!(s["container_d_oom_oom_killed"], flagged.trim() == "true", "{s}");
     assert_eq!(s["container_d_run_oom_killed"], false);
+    // Running ones are not inspected (the engine clears OOMKilled on
+    // start); a restarting one is, and carries its restart count.
     assert!(
-        s["attrs"]["container_d_restart_state"]["restart_count"].is_null(),
-        "only stopped ones are inspected"
+        s["attrs"]["container_d_run_state"]["restart_count"].is_null(),
+        "only stopped or restarting ones are inspected: {s}"
+    );
+    assert!(
+        s["attrs"]["container_d_restart_state"]["restart_count"].is_u64(),
+        "a restarting container's restart count: {s}"
     );
     assert_eq!(s[running.as_str()], 1, "{s}");
     let attrs = &s["attrs"][degraded.as_str()];
