@@ -148,7 +148,7 @@ fn ha_birth_makes_the_agent_announce_again() {
     let before = Instant::now();
     rec.publish("homeassistant/status", "online", false);
     rec.wait_for(&disc, SECS(6), |m| m.at > before);
-    rec.wait_for(&avail, SECS(1), |m| m.at > before && m.payload == "online");
+    rec.wait_for(&avail, SECS(5), |m| m.at > before && m.payload == "online");
     // Anything else on the status topic is not a birth.
     let after = Instant::now();
     rec.publish("homeassistant/status", "offline", false);

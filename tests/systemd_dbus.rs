@@ -410,7 +410,7 @@ fn a_failed_unit_is_counted_and_named_and_the_system_turns_degraded() {
 }
 
 #[test]
-fn a_watched_unit_that_restarts_reaches_the_broker_within_a_second() {
+fn a_watched_unit_that_restarts_is_pushed_to_the_broker_before_the_next_cycle() {
     if !tools_present(&["podman", "runc", "debootstrap"]) {
         return;
     }
@@ -444,9 +444,12 @@ fn a_watched_unit_that_restarts_reaches_the_broker_within_a_second() {
             "restart {expected} reached the broker {:?} after the kill was asked",
             m.at - killed
         );
+        // Not a timing assertion (a loaded machine is slow): the interval is
+        // 30 s, so a state well before it was pushed by systemd's signal, not
+        // by the next cycle. The figure is printed above.
         assert!(
-            m.at - killed < SECS(1),
-            "restart {expected} took {:?} to reach the broker",
+            m.at - killed < SECS(15),
+            "restart {expected} took {:?} to reach the broker: not pushed by the signal",
             m.at - killed
         );
         assert_eq!(sd.show("h2m-flaky.service", "NRestarts"), expected.to_string());
