@@ -38,7 +38,8 @@ it fails, and exits 0 or 1; `record` runs until killed):
                      the automations' last_triggered is still empty (--automation)
   todo-wait ENTITY   an open item whose summary contains --contains, and
                      whose description contains every --description
-  todo-count ENTITY  exactly --count open items (or: none before the window)
+  todo-count ENTITY  exactly --count open items (or: none before the window);
+                     --summary PREFIX counts only those items
   log FILE           HA's log since --offset: no error or warning from the
                      automation/blueprint/template/script/todo integrations,
                      from MQTT, or about our nodes
@@ -337,7 +338,7 @@ def cmd_todo_wait(a, ha, env):
 
 
 def cmd_todo_count(a, ha, env):
-    items = todo_items(ha, a.entity)
+    items = [i for i in todo_items(ha, a.entity) if i["summary"].startswith(a.summary)]
     if len(items) != a.count:
         print(f"{a.entity} has {len(items)} open items, expected {a.count}: {items}")
         return 1
@@ -401,6 +402,7 @@ def main():
     s = sub.add_parser("todo-wait"); s.add_argument("entity"); s.add_argument("--contains", required=True)
     s.add_argument("--description", action="append", default=[]); s.add_argument("--timeout", type=float, default=60)
     s = sub.add_parser("todo-count"); s.add_argument("entity"); s.add_argument("--count", type=int, default=0)
+    s.add_argument("--summary", default="", help="count only the items whose summary starts with this")
     s = sub.add_parser("log"); s.add_argument("log"); s.add_argument("--offset", type=int, default=0)
     s.add_argument("--node", action="append", default=[])
     a = p.parse_args()
