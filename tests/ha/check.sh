@@ -117,11 +117,21 @@ EOF
 }
 # hw_agent NODE ARGS...: host2mqtt with NODE's config and none of the
 # HOST2MQTT__* variables set above for the main agent.
+# hw_cmd NODE: the command line of a hardware agent in HW_CMD (the main
+# agent's HOST2MQTT__* settings left out). Started in the background as a
+# plain command, so $! is the agent itself (env execs it), which
+# stop_hw_agents ends; a function in the background would be a subshell
+# whose agent outlives it.
+hw_cmd() {
+  local v
+  HW_CMD=(env)
+  for v in $(compgen -e); do [[ $v == HOST2MQTT__* ]] && HW_CMD+=(-u "$v"); done
+  HW_CMD+=("$BIN" --config "$WORK/$1.toml")
+}
 hw_agent() {
-  local node=$1 unset=() v
+  hw_cmd "$1"
   shift
-  for v in $(compgen -e); do [[ $v == HOST2MQTT__* ]] && unset+=(-u "$v"); done
-  env "${unset[@]}" "$BIN" --config "$WORK/$node.toml" "$@"
+  "${HW_CMD[@]}" "$@"
 }
 for n in "${HW_NODES[@]}"; do
   hw_conf "$n" > "$WORK/$n.toml"
@@ -134,7 +144,8 @@ T_CHECKS=$EPOCHREALTIME
 start_agent
 log "host2mqtt run (pid $AGENT_PID, node_id $NODE, interval ${INTERVAL_S}s, broker 127.0.0.1:$MQTT_PORT)"
 for n in "${HW_NODES[@]}"; do
-  hw_agent "$n" run >> "$WORK/$n.log" 2>&1 &
+  hw_cmd "$n"
+  "${HW_CMD[@]}" run >> "$WORK/$n.log" 2>&1 &
   HW_PIDS+=($!)
 done
 log "hardware agents ${HW_NODES[*]} (pids ${HW_PIDS[*]}; sys = tests/fixtures/sys/{amd,pi})"
