@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, MissedTickBehavior};
 
-use crate::availability::{LastGood, Latch};
+use crate::availability::{escaped_for_log, LastGood, Latch, RateLimit};
 use crate::collector::{Collector, Tick};
 use crate::discovery::{Announcer, Model, OFFLINE, ONLINE};
 use crate::notify;
@@ -290,56 +290,6 @@ const UNKNOWN_COMMAND_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The longest part of an unknown command word that is logged.
 const COMMAND_LOG_MAX_CHARS: usize = 64;
 
-/// One event logged per period; the ones in between are counted.
-#[derive(Debug)]
-struct RateLimit {
-    /// The period.
-    every: Duration,
-    /// When the last event was logged.
-    last: Option<tokio::time::Instant>,
-    /// Events not logged since.
-    suppressed: u64,
-}
-
-impl RateLimit {
-    fn new(every: Duration) -> Self {
-        RateLimit {
-            every,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// Records an event at `now`: `Some(count of suppressed ones before
-    /// it)` when it should be logged, `None` when it is counted instead.
-    fn note(&mut self, now: tokio::time::Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.every => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
-/// What the command topic sent, safe to log: escaped (no newline or
-/// terminal escape can forge a log line) and cut to
-/// [`COMMAND_LOG_MAX_CHARS`].
-fn escaped_for_log(payload: &[u8]) -> String {
-    let text = String::from_utf8_lossy(payload);
-    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
-    if escaped.chars().count() <= COMMAND_LOG_MAX_CHARS {
-        return escaped;
-    }
-    let mut cut: String = escaped.chars().take(COMMAND_LOG_MAX_CHARS).collect();
-    cut.push('…');
-    cut
-}
-
 /// How long after announcing discovery the state goes out again: HA
 /// subscribes to an entity's state topic only once it has processed its
 /// discovery, so a state sent right behind it can be missed.
@@ -417,7 +367,7 @@ pub async fn run(
                         Ok(word) if agent.dispatch(word) => tracing::info!(command = word, "command received"),
                         _ => {
                             if let Some(suppressed) = unknown.note(tokio::time::Instant::now()) {
-                                tracing::warn!(command = %escaped_for_log(&payload), suppressed, "ignoring a command no entity announced");
+                                tracing::warn!(command = %escaped_for_log(&payload, COMMAND_LOG_MAX_CHARS), suppressed, "ignoring a command no entity announced");
                             }
                         }
                     }
@@ -879,16 +829,16 @@ mod tests {
     #[test]
     fn unknown_command_words_are_logged_escaped_and_cut() {
         let forged = b"x\n2026-12-01T00:00:00Z ERROR forged\x1b[2J";
-        let logged = escaped_for_log(forged);
+        let logged = escaped_for_log(forged, COMMAND_LOG_MAX_CHARS);
         assert!(!logged.contains('\n') && !logged.contains('\x1b'), "{logged}");
         assert!(logged.contains("\\n"), "{logged}");
-        let long = escaped_for_log(&[b'a'; 10_000]);
+        let long = escaped_for_log(&[b'a'; 10_000], COMMAND_LOG_MAX_CHARS);
         assert_eq!(
             long.chars().count(),
             COMMAND_LOG_MAX_CHARS + 1,
             "cut, with an ellipsis"
         );
-        assert_eq!(escaped_for_log(b"reboot"), "reboot");
+        assert_eq!(escaped_for_log(b"reboot", COMMAND_LOG_MAX_CHARS), "reboot");
     }
 
     #[test]

@@ -77,6 +77,58 @@ impl LastGood {
     }
 }
 
+/// "Log a flood once a period": one event logged per period, the ones in
+/// between counted, so whoever can publish to the broker cannot fill the
+/// log (unknown command words, oversized messages).
+#[derive(Debug)]
+pub struct RateLimit {
+    /// The period.
+    every: std::time::Duration,
+    /// When the last event was logged.
+    last: Option<tokio::time::Instant>,
+    /// Events not logged since.
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// A limit of one logged event per `every`.
+    pub fn new(every: std::time::Duration) -> Self {
+        RateLimit {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Records an event at `now`: `Some(count of suppressed ones before
+    /// it)` when it should be logged, `None` when it is counted instead.
+    pub fn note(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// Outside text (an MQTT payload or topic), safe to log: escaped (no
+/// newline or terminal escape can forge a log line) and cut to `max_chars`.
+pub fn escaped_for_log(text: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(text);
+    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() <= max_chars {
+        return escaped;
+    }
+    let mut cut: String = escaped.chars().take(max_chars).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

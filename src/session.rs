@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::availability::{escaped_for_log, RateLimit};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 
@@ -138,28 +139,20 @@ pub struct Session {
     current: usize,
 }
 
-/// Oversized messages dropped since the last log line about them; one line
-/// a minute at most, so a flood of them is not a flood of log lines.
-struct DropLog {
-    count: u64,
-    logged_at: Option<Instant>,
-}
+/// Oversized incoming messages: one log line a minute at most, so a flood
+/// of them is not a flood of log lines.
+struct DropLog(RateLimit);
 
 impl DropLog {
-    const EVERY: Duration = Duration::from_secs(60);
-
     fn note(&mut self, topic: &str, bytes: usize, limit: usize) {
-        self.count += 1;
-        if self.logged_at.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+        if let Some(suppressed) = self.0.note(tokio::time::Instant::now()) {
             tracing::warn!(
-                topic = %topic.escape_debug().to_string().chars().take(200).collect::<String>(),
+                topic = %escaped_for_log(topic.as_bytes(), 200),
                 bytes,
                 limit,
-                dropped = self.count,
+                dropped = suppressed + 1,
                 "dropped oversized incoming message(s)"
             );
-            self.count = 0;
-            self.logged_at = Some(Instant::now());
         }
     }
 }
@@ -227,10 +220,7 @@ impl Session {
         let mut failures: u32 = 0;
         let mut connected_at: Option<Instant> = None;
         let mut last_error = String::new();
-        let mut drops = DropLog {
-            count: 0,
-            logged_at: None,
-        };
+        let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
         let brokers = u32::try_from(self.opts.brokers.len().max(1)).unwrap_or(u32::MAX);
         loop {
             match self.link.poll(self.opts.message_limit).await {
