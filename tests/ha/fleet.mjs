@@ -10,62 +10,17 @@
 //
 // Prints one line per check, "ok ..." or "FAIL ...", and exits 1 on a failure.
 import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { openHa } from "./ha_browser.mjs";
 import { load as loadYaml } from "js-yaml";
 
 const [envFile, dashboardFile, deviceId, outDir, ...hostNames] = process.argv.slice(2);
-const env = Object.fromEntries(
-  readFileSync(envFile, "utf8")
-    .split("\n")
-    .filter((l) => l.includes("=") && !l.startsWith("#"))
-    .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-);
-const url = env.HA_URL;
+const { url, browser, page, ready } = await openHa(envFile, outDir, { width: 1400, height: 1000 });
 let failed = 0;
 const report = (ok, what) => {
   console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
   if (!ok) failed++;
 };
-
-const form = new URLSearchParams({
-  grant_type: "refresh_token",
-  refresh_token: env.HA_REFRESH_TOKEN,
-  client_id: env.HA_CLIENT_ID,
-});
-const tok = await (await fetch(`${url}/auth/token`, { method: "POST", body: form })).json();
-if (!tok.access_token) throw new Error(`no access token: ${JSON.stringify(tok)}`);
-const hassTokens = {
-  hassUrl: url,
-  clientId: env.HA_CLIENT_ID,
-  access_token: tok.access_token,
-  refresh_token: env.HA_REFRESH_TOKEN,
-  expires_in: tok.expires_in,
-  expires: Date.now() + tok.expires_in * 1000,
-  token_type: "Bearer",
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-  ],
-});
 try {
-  const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, deviceScaleFactor: 1 });
-  await ctx.addInitScript((t) => {
-    window.localStorage.setItem("hassTokens", JSON.stringify(t));
-    window.localStorage.setItem("selectedLanguage", JSON.stringify("en"));
-  }, hassTokens);
-  const page = await ctx.newPage();
-  const ready = async () => {
-    await page.waitForFunction(() => document.querySelector("home-assistant")?.hass?.connected === true, null, {
-      timeout: 90000,
-    });
-  };
-  await page.goto(url + "/");
-  await ready();
-
   const config = loadYaml(readFileSync(dashboardFile, "utf8"));
   const saved = await page.evaluate(async (config) => {
     const hass = document.querySelector("home-assistant").hass;

@@ -46,7 +46,7 @@ elif ! command -v node > /dev/null; then
 else
   log "npm packages playwright-core js-yaml (cached in ${H2M_NODE_DIR:-/var/cache/host2mqtt/node})"
   if node_packages "$WORK/node"; then
-    cp "$HERE/fleet.mjs" "$WORK/node/"
+    cp "$HERE/fleet.mjs" "$HERE/ha_browser.mjs" "$WORK/node/"
     BROWSER=1
   else
     BROWSER_WHY="npm install playwright-core js-yaml failed"

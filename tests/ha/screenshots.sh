@@ -22,10 +22,9 @@ MNT=""
 umount_data() { if [ -n "$MNT" ]; then umount "$MNT"; [ "$MNT" != /mnt/data ] || rmdir "$MNT"; fi; }
 on_exit umount_data
 command -v chromium > /dev/null || { echo "no chromium: apt-get install -y chromium" >&2; exit 1; }
-log "npm install playwright-core js-yaml (into $WORK/node)"
-mkdir -p "$WORK/node"
-(cd "$WORK/node" && npm init -y > /dev/null && npm install --no-audit --no-fund --silent playwright-core js-yaml > /dev/null)
-cp "$HERE/screenshots.mjs" "$WORK/node/"
+log "npm packages playwright-core js-yaml (cached in ${H2M_NODE_DIR:-/var/cache/host2mqtt/node})"
+node_packages "$WORK/node" || fatal "npm install playwright-core js-yaml"
+cp "$HERE/screenshots.mjs" "$HERE/ha_browser.mjs" "$WORK/node/"
 cp "${HOST2MQTT_BIN:-$PROJECT/target/release/host2mqtt}" "$WORK/host2mqtt"
 ha_up "$WORK"
 # The harness onboards only the user; the frontend sends every page to the
