@@ -41,6 +41,9 @@ pub struct Agent {
     last_cycle: Option<Duration>,
     readings: Vec<Reading>,
     state: Option<String>,
+    /// The last info payload, and whether it changed since it was published.
+    info: Option<String>,
+    info_changed: bool,
     /// The Prometheus endpoint's text, rendered after each cycle when it is on.
     metrics: Option<tokio::sync::watch::Sender<String>>,
 }
@@ -67,6 +70,8 @@ impl Agent {
             last_cycle: None,
             readings: Vec::new(),
             state: None,
+            info: None,
+            info_changed: false,
             metrics: None,
         }
     }
@@ -118,7 +123,8 @@ impl Agent {
                 Kind::Text,
                 env!("CARGO_PKG_VERSION").to_string(),
             )
-            .diagnostic(),
+            .diagnostic()
+            .steady(),
         );
         readings.push(
             Reading::new(
@@ -138,6 +144,11 @@ impl Agent {
     pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
         self.readings = self.collect(tick);
         self.state = Some(self.model.state_payload(&self.readings, &self.groups));
+        let info = self.model.info_payload(&self.readings);
+        if self.info.as_deref() != Some(info.as_str()) {
+            self.info = Some(info);
+            self.info_changed = true;
+        }
         if let Some(tx) = &self.metrics {
             tx.send_replace(crate::prometheus::render(&self.readings));
         }
@@ -192,12 +203,26 @@ impl Agent {
         self.state.as_deref()
     }
 
+    /// The latest info payload (steady values and attributes).
+    pub fn info(&self) -> Option<&str> {
+        self.info.as_deref()
+    }
+
+    /// Whether the info payload changed since the last call (or since the
+    /// agent started): whether to publish it after a cycle.
+    pub fn take_info_change(&mut self) -> bool {
+        std::mem::take(&mut self.info_changed)
+    }
+
     /// Every message `run` publishes when it announces, in order.
     pub fn announcement(&self) -> Vec<(String, String, bool)> {
         let t = &self.model.topics;
         let mut out = vec![(t.availability.clone(), ONLINE.to_string(), true)];
         if let Some(d) = self.discovery() {
             out.push((t.discovery.clone(), d.to_string(), true));
+        }
+        if let Some(i) = self.info() {
+            out.push((t.info.clone(), i.to_string(), true));
         }
         if let Some(s) = self.state() {
             out.push((t.state.clone(), s.to_string(), false));
@@ -342,7 +367,7 @@ pub async fn run(
             _ = sleep_until(announce_at) => {
                 announce_at = far();
                 if connected {
-                    announce(&agent, &publisher);
+                    announce(&mut agent, &publisher);
                     state_at = tokio::time::Instant::now() + STATE_AFTER_ANNOUNCE;
                 }
             }
@@ -356,7 +381,7 @@ pub async fn run(
                 None => break,
                 Some(SessionEvent::Connected) => {
                     connected = true;
-                    announce(&agent, &publisher);
+                    announce(&mut agent, &publisher);
                     state_at = tokio::time::Instant::now() + STATE_AFTER_ANNOUNCE;
                 }
                 Some(SessionEvent::Disconnected) => connected = false,
@@ -399,13 +424,17 @@ fn cycle_and_publish(agent: &mut Agent, publisher: &impl Outbox, connected: bool
             tracing::info!(bytes = d.len(), "entities changed; publishing discovery");
             publish(publisher, &agent.model.topics.discovery, &d, true);
         }
+        if let (true, Some(i)) = (agent.take_info_change(), agent.info()) {
+            publish(publisher, &agent.model.topics.info, i, true);
+        }
         if let Some(s) = agent.state() {
             publish(publisher, &agent.model.topics.state, s, false);
         }
     }
 }
 
-fn announce(agent: &Agent, publisher: &impl Outbox) {
+fn announce(agent: &mut Agent, publisher: &impl Outbox) {
+    agent.info_changed = false;
     for (topic, payload, retain) in agent.announcement() {
         publish(publisher, &topic, &payload, retain);
     }
@@ -576,6 +605,26 @@ mod tests {
         }
     }
 
+    /// A collector whose steady reading changes on its fourth cycle (an
+    /// upgrade), next to a reading that changes every cycle.
+    #[derive(Default)]
+    struct Upgrade {
+        cycles: u32,
+    }
+
+    impl Collector for Upgrade {
+        fn name(&self) -> &'static str {
+            "upgrade"
+        }
+        fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+            self.cycles += 1;
+            let kernel = if self.cycles < 4 { "6.1" } else { "6.2" };
+            out.push(Reading::new("kernel", "Kernel", Kind::Text, kernel.to_string()).steady());
+            out.push(Reading::new("n", "N", Kind::Count, u64::from(self.cycles)));
+            Ok(())
+        }
+    }
+
     /// A running loop and the ends the test drives it with.
     struct Running {
         rec: Recorder,
@@ -587,11 +636,15 @@ mod tests {
     }
 
     fn start(watchdog: Option<Duration>) -> Running {
+        start_with(watchdog, vec![Box::new(Steady)])
+    }
+
+    fn start_with(watchdog: Option<Duration>, collectors: Vec<Box<dyn Collector>>) -> Running {
         let rec = Recorder {
             watchdog,
             ..Recorder::default()
         };
-        let agent = agent(vec![Box::new(Steady)]);
+        let agent = agent(collectors);
         let topics = agent.model.topics.clone();
         let (events, events_rx) = mpsc::channel(16);
         let (pokes, pokes_rx) = mpsc::channel(1);
@@ -631,6 +684,7 @@ mod tests {
             [
                 r.topics.availability.as_str(),
                 r.topics.discovery.as_str(),
+                r.topics.info.as_str(),
                 r.topics.state.as_str()
             ]
         );
@@ -662,6 +716,48 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_info_goes_out_retained_on_announce_and_then_only_when_it_changes() {
+        let r = start_with(None, vec![Box::<Upgrade>::default()]);
+        r.events.send(SessionEvent::Connected).await.expect("send");
+        wait(Duration::from_millis(10)).await;
+        let info = |calls: Vec<Call>| -> Vec<(String, bool)> {
+            calls
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Publish {
+                        topic,
+                        payload,
+                        retain,
+                    } if topic == r.topics.info => Some((payload, retain)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = info(r.rec.take());
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(
+            first[0].0.contains(r#""kernel":"6.1""#) && first[0].1,
+            "{first:?}"
+        );
+        // Cycles 2 and 3 (30 s apart) change `n` only; cycle 4 upgrades.
+        wait(Duration::from_secs(61)).await;
+        let calls = r.rec.take();
+        assert!(info(calls.clone()).is_empty(), "{calls:?}");
+        let states: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Publish { topic, payload, .. } if *topic == r.topics.state => Some(payload.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(states.iter().all(|s| !s.contains("kernel")), "{states:?}");
+        wait(Duration::from_secs(30)).await;
+        let upgraded = info(r.rec.take());
+        assert_eq!(upgraded.len(), 1, "{upgraded:?}");
+        assert!(upgraded[0].0.contains(r#""kernel":"6.2""#), "{upgraded:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn home_assistant_birth_announces_again_within_three_seconds() {
         let r = start(None);
         r.events.send(SessionEvent::Connected).await.expect("send");
@@ -686,10 +782,11 @@ mod tests {
         wait(Duration::from_secs(3)).await;
         let p = r.rec.published();
         assert_eq!(
-            topics_of(&p)[..3],
+            topics_of(&p)[..4],
             [
                 r.topics.availability.as_str(),
                 r.topics.discovery.as_str(),
+                r.topics.info.as_str(),
                 r.topics.state.as_str()
             ]
         );
@@ -759,6 +856,7 @@ mod tests {
             [
                 r.topics.availability.as_str(),
                 r.topics.discovery.as_str(),
+                r.topics.info.as_str(),
                 r.topics.state.as_str()
             ]
         );

@@ -106,6 +106,9 @@ pub struct Topics {
     pub discovery: String,
     /// `<base>/<node_id>/state`: one JSON object per cycle, not retained.
     pub state: String,
+    /// `<base>/<node_id>/info`: retained JSON of the steady values (kernel,
+    /// OS, updates) and every entity's attributes, published when it changes.
+    pub info: String,
     /// `<base>/<node_id>/availability`: retained `online`/`offline`; the will.
     pub availability: String,
     /// `<base>/<node_id>/command`: buttons and update installs publish the
@@ -121,6 +124,7 @@ impl Topics {
         Topics {
             discovery: format!("{discovery_prefix}/device/{node_id}/config"),
             state: format!("{base_topic}/{node_id}/state"),
+            info: format!("{base_topic}/{node_id}/info"),
             availability: format!("{base_topic}/{node_id}/availability"),
             command: format!("{base_topic}/{node_id}/command"),
             ha_status: ha_status.to_string(),
@@ -365,6 +369,8 @@ pub struct EntitySpec {
     pub has_attributes: bool,
     /// The command word the entity publishes.
     pub command: Option<String>,
+    /// Its value is on the info topic (see [`Reading::steady`]).
+    pub steady: bool,
 }
 
 impl EntitySpec {
@@ -379,6 +385,7 @@ impl EntitySpec {
             group: r.group,
             has_attributes: r.attributes.is_some(),
             command: r.command.clone(),
+            steady: r.is_steady(),
         }
     }
 
@@ -392,6 +399,7 @@ impl EntitySpec {
             && self.group == r.group
             && self.has_attributes == r.attributes.is_some()
             && self.command == r.command
+            && self.steady == r.is_steady()
     }
 
     /// HA's platform for this entity.
@@ -520,6 +528,9 @@ impl Model {
         // A button has no state (HA drops the shared state_topic from it).
         if let Some(t) = template {
             c.insert("val_tpl".into(), json!(t));
+            if spec.steady {
+                c.insert("stat_t".into(), json!(self.topics.info));
+            }
         }
         if let Some(v) = pres.device_class {
             c.insert("dev_cla".into(), json!(v));
@@ -556,10 +567,10 @@ impl Model {
             c.insert(field.into(), json!(word));
         }
         if spec.has_attributes {
-            c.insert("json_attr_t".into(), json!(self.topics.state));
+            c.insert("json_attr_t".into(), json!(self.topics.info));
             c.insert(
                 "json_attr_tpl".into(),
-                json!(format!("{{{{ value_json.attrs.{key} | tojson }}}}")),
+                json!(format!("{{{{value_json.attrs.{key}|tojson}}}}")),
             );
         }
         if let Some(group) = spec.group {
@@ -577,8 +588,9 @@ impl Model {
         }
         // "Last seen" must keep its value when the host goes quiet: that
         // stale timestamp is what an alert compares against now(). Buttons
-        // and update entities have no expire_after in HA.
-        let expires = !matches!(kind, Kind::Button | Kind::Update) && key != "last_seen";
+        // and update entities have no expire_after in HA. A steady value is
+        // sent only when it changes: it would expire between changes.
+        let expires = !matches!(kind, Kind::Button) && !spec.steady && key != "last_seen";
         if expires {
             c.insert("exp_aft".into(), json!(self.expire_after.as_secs().max(1)));
         }
@@ -586,13 +598,17 @@ impl Model {
     }
 
     /// The state JSON of one cycle: every reading's key with its value in
-    /// the unit discovery announced (`null` where missing), then `avail`
-    /// for the groups present and `attrs` for readings with attributes.
+    /// the unit discovery announced (`null` where missing), but for the
+    /// steady ones (on the info topic), then `avail` for the groups that
+    /// have entities.
     pub fn state_payload(&self, readings: &[Reading], groups: &[(&'static str, bool)]) -> String {
         let mut out = String::with_capacity(64 + readings.len() * 32);
         out.push('{');
         let mut first = true;
-        for r in readings.iter().filter(|r| r.kind != Kind::Button) {
+        for r in readings
+            .iter()
+            .filter(|r| r.kind != Kind::Button && !r.is_steady())
+        {
             if !first {
                 out.push(',');
             }
@@ -601,13 +617,39 @@ impl Model {
             let _ = write!(out, "\"{}\":", r.key);
             write_value(&mut out, r);
         }
-        if !groups.is_empty() {
+        let mut used = groups
+            .iter()
+            .filter(|(g, _)| readings.iter().any(|r| r.group == Some(*g)))
+            .peekable();
+        if used.peek().is_some() {
             out.push_str(if first { "\"avail\":{" } else { ",\"avail\":{" });
-            first = false;
-            for (i, (group, up)) in groups.iter().enumerate() {
+            for (i, (group, up)) in used.enumerate() {
                 let _ = write!(out, "{}\"{group}\":{up}", if i > 0 { "," } else { "" });
             }
             out.push('}');
+        }
+        out.push('}');
+        out
+    }
+
+    /// The info JSON: the steady readings' values (as in the state) and
+    /// `attrs`, every reading's attributes. Retained, and published only
+    /// when it changes: these change at boot, on upgrade, when an update
+    /// check finishes, not every cycle.
+    pub fn info_payload(&self, readings: &[Reading]) -> String {
+        let mut out = String::with_capacity(256);
+        out.push('{');
+        let mut first = true;
+        for r in readings
+            .iter()
+            .filter(|r| r.kind != Kind::Button && r.is_steady())
+        {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let _ = write!(out, "\"{}\":", r.key);
+            write_value(&mut out, r);
         }
         let mut attrs = readings
             .iter()
@@ -620,7 +662,7 @@ impl Model {
                     out,
                     "{}\"{key}\":{}",
                     if i > 0 { "," } else { "" },
-                    Json::Object(a.clone())
+                    serde_json::to_string(a).unwrap_or_else(|_| "{}".into())
                 );
             }
             out.push('}');
@@ -848,6 +890,46 @@ mod tests {
         assert_eq!(
             back["disk_mnt_usb_used"]["unique_id"],
             "host2mqtt_h1_disk_mnt_usb_used"
+        );
+    }
+
+    #[test]
+    fn steady_values_and_attributes_go_on_the_info_topic_not_in_every_state() {
+        let m = model();
+        let mut attrs = Map::new();
+        attrs.insert("units".into(), json!(["a.service"]));
+        let readings = [
+            Reading::new("kernel", "Kernel", Kind::Text, "6.1".to_string()).steady(),
+            Reading::new("failed", "Failed", Kind::Count, 1u64)
+                .in_group("bus")
+                .with_attributes(attrs),
+            disk("/", 1.0),
+        ];
+        let groups = [("bus", true), ("engine", false)];
+        let state: Json = serde_json::from_str(&m.state_payload(&readings, &groups)).expect("json");
+        assert_eq!(
+            state,
+            json!({"failed": 1, "disk_root_used": 1, "avail": {"bus": true}}),
+            "no steady value, no attributes, no group without entities"
+        );
+        let info: Json = serde_json::from_str(&m.info_payload(&readings)).expect("json");
+        assert_eq!(
+            info,
+            json!({"kernel": "6.1", "attrs": {"failed": {"units": ["a.service"]}}})
+        );
+        let mut a = Announcer::default();
+        let c = cmps(a.update(&m, &readings).expect("first"));
+        assert_eq!(c["kernel"]["state_topic"], "host2mqtt/h1/info");
+        assert!(
+            c["kernel"].get("expire_after").is_none(),
+            "sent on change only: it must not expire"
+        );
+        assert!(c["failed"].get("state_topic").is_none(), "the shared state topic");
+        assert_eq!(c["failed"]["expire_after"], 90);
+        assert_eq!(c["failed"]["json_attributes_topic"], "host2mqtt/h1/info");
+        assert_eq!(
+            c["failed"]["json_attributes_template"],
+            "{{value_json.attrs.failed|tojson}}"
         );
     }
 

@@ -337,7 +337,7 @@ async fn purge(cfg: Config) -> Result<(), Failure> {
         )
         .into());
     }
-    for topic in [&topics.discovery, &topics.availability] {
+    for topic in [&topics.discovery, &topics.info, &topics.availability] {
         publisher
             .publish(topic, Vec::new(), true)
             .map_err(|e| Failure::Other(e.into()))?;
@@ -345,8 +345,8 @@ async fn purge(cfg: Config) -> Result<(), Failure> {
     let _ = publisher.disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
     println!(
-        "removed device {} from Home Assistant (cleared {} and {})",
-        model.device.node_id, topics.discovery, topics.availability
+        "removed device {} from Home Assistant (cleared {}, {} and {})",
+        model.device.node_id, topics.discovery, topics.info, topics.availability
     );
     Ok(())
 }

@@ -114,6 +114,11 @@ pub struct Reading {
     /// For buttons and installable updates: the payload on the command
     /// topic that triggers the action. Nothing else can be triggered.
     pub command: Option<String>,
+    /// A fact that changes at boot or upgrade, not between cycles (the
+    /// kernel, the OS): sent on the retained info topic when it changes
+    /// rather than in every cycle's state, and kept, not expired, while
+    /// the host is online. [`Kind::Update`] readings are steady too.
+    pub steady: bool,
 }
 
 impl Reading {
@@ -129,7 +134,19 @@ impl Reading {
             group: None,
             attributes: None,
             command: None,
+            steady: false,
         }
+    }
+
+    /// Marks the reading as steady (see [`Reading::steady`]).
+    pub fn steady(mut self) -> Self {
+        self.steady = true;
+        self
+    }
+
+    /// Whether the value goes on the info topic (see [`Reading::steady`]).
+    pub fn is_steady(&self) -> bool {
+        self.steady || self.kind == Kind::Update
     }
 
     /// Marks the reading as diagnostic (HA's entity_category).

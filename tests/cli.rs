@@ -54,12 +54,15 @@ fn check_json_prints_the_exact_topics_and_payloads() {
         [
             "host2mqtt/t_check/availability",
             "homeassistant/device/t_check/config",
+            "host2mqtt/t_check/info",
             "host2mqtt/t_check/state"
         ]
     );
     assert_eq!(msgs[0]["payload"], "online");
     assert_eq!(msgs[1]["retain"], true);
-    assert_eq!(msgs[2]["retain"], false);
+    assert_eq!(msgs[2]["retain"], true);
+    assert_eq!(msgs[3]["retain"], false);
     assert!(msgs[1]["payload"]["cmps"]["cpu_usage"].is_object());
-    assert!(msgs[2]["payload"]["cpu_usage"].is_number());
+    assert!(msgs[2]["payload"]["kernel"].is_string());
+    assert!(msgs[3]["payload"]["cpu_usage"].is_number());
 }

@@ -27,10 +27,10 @@ fn topics(node: &str) -> (String, String, String) {
     )
 }
 
-/// Waits for a state message whose JSON satisfies `pred`; returns the JSON.
+/// Waits for a state message, with the info's steady values and `attrs`
+/// merged in, whose JSON satisfies `pred`; returns the JSON.
 fn state_where(rec: &Recorder, node: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let (_, state, _) = topics(node);
-    json(&rec.wait_for(&state, timeout, |m| pred(&json(&m.payload))).payload)
+    rec.wait_for_host(node, timeout, pred)
 }
 
 /// Waits for a discovery payload whose JSON satisfies `pred`.
@@ -112,7 +112,7 @@ fn libpod_counts_and_opted_in_containers_reach_a_subscriber() {
     for word in ["created", "running", "paused", "exited", "stopped"] {
         assert!(options.contains(&json!(word)), "{word} in {options:?}");
     }
-    assert_eq!(state["json_attributes_topic"], format!("host2mqtt/{node}/state"));
+    assert_eq!(state["json_attributes_topic"], format!("host2mqtt/{node}/info"));
     assert_eq!(cmps["container_a_sick_health"]["p"], "binary_sensor");
     assert_eq!(cmps["container_a_sick_health"]["device_class"], "problem");
     assert_eq!(cmps["container_a_run_cpu"]["unit_of_measurement"], "%");

@@ -17,9 +17,9 @@ use serde_json::Value;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
+/// A state with the info's steady values and `attrs` merged in.
 fn state_where(rec: &Recorder, node: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let topic = format!("host2mqtt/{node}/state");
-    json(&rec.wait_for(&topic, timeout, |m| pred(&json(&m.payload))).payload)
+    rec.wait_for_host(node, timeout, pred)
 }
 
 fn discovery_where(rec: &Recorder, node: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {

@@ -32,7 +32,8 @@ fn compare(name: &str, actual: &str) {
 }
 
 /// Runs `check --json` on fixture trees and returns the discovery and the
-/// state payloads as pretty JSON, volatile values masked.
+/// state (info and state merged) payloads as pretty JSON, volatile values
+/// masked.
 fn check_json(proc: &str, sys: &str) -> (String, String) {
     let dir = open_tempdir();
     let conf = dir.path().join("c.toml");
@@ -57,7 +58,19 @@ fn check_json(proc: &str, sys: &str) -> (String, String) {
     let mut discovery_text = serde_json::to_string_pretty(discovery).expect("json");
     discovery_text = discovery_text.replace(&format!("\"{}\"", env!("CARGO_PKG_VERSION")), "\"<version>\"");
 
-    let mut state = msgs[2]["payload"].as_object().expect("state object").clone();
+    // The state with the retained info (steady values, attributes) in
+    // front of it, as one object: what HA combines.
+    let mut state = serde_json::Map::new();
+    for suffix in ["/info", "/state"] {
+        let msg = msgs
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|m| m["topic"].as_str().is_some_and(|t| t.ends_with(suffix)))
+            })
+            .unwrap_or_else(|| panic!("no {suffix} message: {msgs}"));
+        state.extend(msg["payload"].as_object().expect("object").clone());
+    }
     for (k, v) in state.iter_mut() {
         if is_volatile(k) {
             *v = serde_json::Value::String("<varies>".into());

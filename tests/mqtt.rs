@@ -63,18 +63,36 @@ fn discovery_state_and_availability_reach_a_subscriber() {
     });
     let s = json(&second.payload);
     assert!(!second.retain, "state is not retained");
-    for key in cmps.keys() {
-        assert!(s.get(key).is_some(), "state has no {key}: {s}");
+    // Every entity's value is in the state, or, for the steady ones (the
+    // kernel, the version), in the retained info.
+    let info_topic = "host2mqtt/t_basic/info";
+    let info = rec.wait_for(info_topic, SECS(5), |_| true);
+    let i = json(&info.payload);
+    for (key, c) in cmps {
+        let (from, payload) = match c.get("state_topic").and_then(|t| t.as_str()) {
+            Some(t) if t == info_topic => ("info", &i),
+            _ => ("state", &s),
+        };
+        assert!(payload.get(key).is_some(), "{from} has no {key}: {payload}");
+    }
+    for key in ["kernel", "version", "boot_time"] {
+        assert!(s.get(key).is_none() && i.get(key).is_some(), "{key} is steady");
+        assert!(
+            cmps[key].get("expire_after").is_none(),
+            "{key} is sent on change only"
+        );
     }
 
-    // A subscriber that comes later gets discovery and online, retained.
+    // A subscriber that comes later gets discovery, info and online, retained.
     let late = Recorder::start(broker.port, "#");
     late.wait_for(&disc, SECS(5), |m| m.retain);
+    late.wait_for(info_topic, SECS(5), |m| m.retain && m.payload == info.payload);
     late.wait_for(&avail, SECS(5), |m| m.retain && m.payload == "online");
 
-    // Discovery is not re-sent every cycle.
+    // Neither discovery nor the info is re-sent every cycle.
     std::thread::sleep(SECS(3));
     assert_eq!(rec.on(&disc).len(), 1, "discovery published more than once");
+    assert_eq!(rec.on(info_topic).len(), 1, "info published more than once");
 }
 
 #[test]

@@ -304,11 +304,8 @@ fn wait_state(
     timeout: Duration,
     pred: impl Fn(&Json) -> bool,
 ) -> (Msg, Json) {
-    let m = rec.wait_for(&state_topic(node), timeout, |m| {
-        m.at >= after && pred(&json(&m.payload))
-    });
-    let v = json(&m.payload);
-    (m, v)
+    // The state with the info's `attrs` merged in, as HA combines them.
+    rec.wait_for_host_msg(node, timeout, |m, v| m.at >= after && pred(v))
 }
 
 /// The latest discovery components.
@@ -788,7 +785,7 @@ fn update_engine_waiting_for_a_reboot_turns_reboot_required_on_with_its_reason()
     assert_eq!(c["reboot_required"]["p"], "binary_sensor");
     assert_eq!(
         c["reboot_required"]["json_attributes_template"],
-        "{{ value_json.attrs.reboot_required | tojson }}"
+        "{{value_json.attrs.reboot_required|tojson}}"
     );
 }
 

@@ -115,7 +115,9 @@ pub fn memory_readings(f: &MemoryFigures) -> Vec<Reading> {
             Kind::Bytes,
             f.available_bytes,
         ),
-        Reading::new("memory_total", "Memory total", Kind::Bytes, f.total_bytes).diagnostic(),
+        Reading::new("memory_total", "Memory total", Kind::Bytes, f.total_bytes)
+            .diagnostic()
+            .steady(),
     ];
     if f.swap_total_bytes > 0 {
         out.push(Reading::new(

@@ -224,6 +224,7 @@ pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
         value,
     )
     .diagnostic()
+    .steady()
     .with_attributes(attrs)
 }
 

@@ -46,19 +46,23 @@ impl SystemCollector {
     /// Boot time, OS and kernel: the facts that change at boot or upgrade.
     fn read_facts(&self) -> Result<Vec<Reading>, CollectError> {
         let stats = read_parsed(&mut ProcFile::new(self.paths.proc("stat")), parse_stat)?;
-        let mut facts = vec![Reading::new(
-            "boot_time",
-            "Boot time",
-            Kind::Timestamp,
-            boot_time_of(&stats),
-        )];
+        let mut facts =
+            vec![Reading::new("boot_time", "Boot time", Kind::Timestamp, boot_time_of(&stats)).steady()];
         // A root without os-release (a minimal container image mounted as
         // the "host") has no OS to name: no reading rather than an error.
         if let Some(release) = os_release(&self.paths) {
-            facts.push(Reading::new("os", "Operating system", Kind::Text, release.pretty_name).diagnostic());
+            facts.push(
+                Reading::new("os", "Operating system", Kind::Text, release.pretty_name)
+                    .diagnostic()
+                    .steady(),
+            );
         }
         if let Some(kernel) = kernel_release(&self.paths) {
-            facts.push(Reading::new("kernel", "Kernel", Kind::Text, kernel).diagnostic());
+            facts.push(
+                Reading::new("kernel", "Kernel", Kind::Text, kernel)
+                    .diagnostic()
+                    .steady(),
+            );
         }
         Ok(facts)
     }

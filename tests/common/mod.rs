@@ -162,6 +162,9 @@ pub struct Msg {
 /// A subscriber on `#` that records everything it receives.
 pub struct Recorder {
     pub msgs: Arc<Mutex<Vec<Msg>>>,
+    /// The last message per topic when [`Recorder::clear`] last ran: a
+    /// retained message sent once stays what a subscriber knows.
+    carried: Arc<Mutex<std::collections::HashMap<String, Msg>>>,
     client: rumqttc::Client,
 }
 
@@ -184,6 +187,7 @@ impl Recorder {
         let (client, mut conn) = rumqttc::Client::new(opts, 64);
         let msgs = Arc::new(Mutex::new(Vec::new()));
         let sink = msgs.clone();
+
         let sub = client.clone();
         let filter = filter.to_string();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -197,12 +201,13 @@ impl Recorder {
                         let _ = ready_tx.send(());
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                        sink.lock().expect("recorder lock").push(Msg {
+                        let m = Msg {
                             topic: p.topic.clone(),
                             payload: String::from_utf8_lossy(&p.payload).into_owned(),
                             retain: p.retain,
                             at: Instant::now(),
-                        });
+                        };
+                        sink.lock().expect("recorder lock").push(m);
                     }
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
@@ -213,7 +218,74 @@ impl Recorder {
         ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("recorder subscribed");
-        Recorder { msgs, client }
+        Recorder {
+            msgs,
+            carried: Arc::default(),
+            client,
+        }
+    }
+
+    /// Waits until a state message of `node`, with the latest info message
+    /// merged in (the steady values and `attrs`, as HA combines them),
+    /// satisfies `pred`; returns that merged JSON.
+    pub fn wait_for_host(
+        &self,
+        node: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_for_host_msg(node, timeout, |_, v| pred(v)).1
+    }
+
+    /// [`Recorder::wait_for_host`], with the state message itself.
+    pub fn wait_for_host_msg(
+        &self,
+        node: &str,
+        timeout: Duration,
+        pred: impl Fn(&Msg, &serde_json::Value) -> bool,
+    ) -> (Msg, serde_json::Value) {
+        let (state, info) = (
+            format!("host2mqtt/{node}/state"),
+            format!("host2mqtt/{node}/info"),
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Each state with the info that came before it, as HA sees them.
+            let mut cur = self
+                .carried
+                .lock()
+                .expect("recorder lock")
+                .get(&info)
+                .map(|m| json(&m.payload));
+            for m in self.all() {
+                if m.topic == info {
+                    cur = Some(json(&m.payload));
+                    continue;
+                }
+                if m.topic != state {
+                    continue;
+                }
+                let mut v = json(&m.payload);
+                if let (Some(obj), Some(serde_json::Value::Object(extra))) = (v.as_object_mut(), &cur) {
+                    for (k, x) in extra {
+                        obj.entry(k.clone()).or_insert_with(|| x.clone());
+                    }
+                }
+                if pred(&m, &v) {
+                    return (m, v);
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no matching state of {node} within {timeout:?}; last info {cur:?}; states: {:#?}",
+                    self.on(&state)
+                        .iter()
+                        .map(|m| m.payload.clone())
+                        .collect::<Vec<_>>()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything seen so far.
@@ -226,9 +298,13 @@ impl Recorder {
         self.all().into_iter().filter(|m| m.topic == topic).collect()
     }
 
-    /// Forgets what was seen.
+    /// Forgets what was seen, but for the last message on each topic.
     pub fn clear(&self) {
-        self.msgs.lock().expect("recorder lock").clear();
+        let mut msgs = self.msgs.lock().expect("recorder lock");
+        let mut carried = self.carried.lock().expect("recorder lock");
+        for m in msgs.drain(..) {
+            carried.insert(m.topic.clone(), m);
+        }
     }
 
     /// Waits until a message on `topic` satisfies `pred`; returns it.

@@ -103,6 +103,7 @@ start_agent alpha alpha
 check "alpha announces its device" seen ha '^homeassistant/device/alpha/config\|0\|\{.*"cmps"' 10
 check "alpha's availability: online" seen ha '^host2mqtt/alpha/availability\|0\|online$'
 check "alpha publishes its state" seen ha '^host2mqtt/alpha/state\|0\|\{' 8
+check "alpha publishes its info" seen ha '^host2mqtt/alpha/info\|0\|\{' 8
 # A live message reaches a subscriber with the retain flag cleared (MQTT
 # 3.1.1); a late subscriber gets the retained copies, flagged.
 sub ha-late homeassistant ha-secret 'homeassistant/device/alpha/config' && sub ha-late2 homeassistant ha-secret 'host2mqtt/alpha/availability'
@@ -121,13 +122,14 @@ check "beta cannot read alpha's discovery" not_seen beta-disc '.'
 log "alpha writing where it must not"
 : >"$WORK/ha.out"
 pub alpha alpha-secret host2mqtt/beta/state '{"forged":1}'
+pub alpha alpha-secret host2mqtt/beta/info '{"forged":1}' -r
 pub alpha alpha-secret host2mqtt/beta/availability offline -r
 pub alpha alpha-secret homeassistant/device/beta/config '{"forged":1}' -r
 pub alpha alpha-secret homeassistant/sensor/beta/x/config '{"forged":1}' -r
 pub alpha alpha-secret homeassistant/status online
 pub alpha alpha-secret host2mqtt/alpha/command 'self-command'
 sleep 1
-check "alpha cannot write beta's state, availability or discovery" not_seen ha '^(host2mqtt/beta/|homeassistant/device/beta/)'
+check "alpha cannot write beta's state, info, availability or discovery" not_seen ha '^(host2mqtt/beta/|homeassistant/device/beta/)'
 check "alpha cannot write classic discovery either" not_seen ha '^homeassistant/sensor/'
 check "alpha cannot fake Home Assistant's birth" not_seen ha '^homeassistant/status\|'
 check "alpha cannot command itself" not_seen ha '^host2mqtt/alpha/command\|'

@@ -230,7 +230,10 @@ problems = []
 if disc_t not in seen or state_t not in seen:
     sys.exit(f"missing {disc_t} or {state_t} in what the container published")
 nd, cd, ad = native[disc_t], seen[disc_t], after[disc_t]
-ns, cs = native[state_t], seen[state_t]
+# The state with the retained info (steady values: boot time, OS, kernel) merged in.
+info_t = f"host2mqtt/{node}/info"
+ns = {**(native.get(info_t) or {}), **native[state_t]}
+cs = {**(seen.get(info_t) or {}), **seen[state_t]}
 # Compared: what is stable. Not a disk, block device or interface that
 # appeared or went between the two native views, nor a mount under the
 # scratch places other tests mount things in (/tmp, /var/tmp, /run).

@@ -110,7 +110,10 @@ class Expected:
             raise SystemExit(f"{check_json}: expected one discovery message, found {len(disc)}")
         self.discovery_topic = disc[0]["topic"]
         st = [m for m in messages if m["topic"].endswith("/state") and isinstance(m["payload"], dict)]
-        self.state_values = st[0]["payload"] if len(st) == 1 else {}
+        # The steady values (kernel, OS, updates) come on the retained info topic.
+        info = [m for m in messages if m["topic"].endswith("/info") and isinstance(m["payload"], dict)]
+        self.state_values = {**(info[0]["payload"] if len(info) == 1 else {}),
+                             **(st[0]["payload"] if len(st) == 1 else {})}
         p = expand_payload(disc[0]["payload"])
         self.payload = p
         self.dev = p["dev"]
