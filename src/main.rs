@@ -52,7 +52,7 @@ enum Command {
         json: bool,
     },
     /// Remove this host's device from Home Assistant (empty retained
-    /// discovery and availability).
+    /// discovery, info and availability).
     Purge,
     /// Print a Lovelace dashboard of every host2mqtt host on the broker
     /// (from the retained discovery), for HA's raw configuration editor.
