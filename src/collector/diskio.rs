@@ -5,13 +5,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use procfs_core::{DiskStats, FromRead, ProcError};
-
 use serde::Deserialize;
 
 use super::filter::NameFilter;
 use super::CollectorSection;
-use super::{rate_per_second, read_parsed, CollectError, Collector, ProcFile, Tick};
+use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
@@ -64,22 +62,21 @@ impl DiskIoCollector {
             physical: HashMap::new(),
         }
     }
+}
 
-    /// Whether `name` is a whole physical device: only those have a
-    /// `device` link in /sys/block (partitions are not in /sys/block at
-    /// all; loop, dm, zram are virtual). A `/` in a name (cciss/c0d0) is
-    /// `!` in sysfs.
-    fn is_physical(&mut self, name: &str) -> bool {
-        if let Some(known) = self.physical.get(name) {
-            return *known;
-        }
-        let physical = self
-            .paths
-            .sys(&format!("block/{}/device", name.replace('/', "!")))
-            .exists();
-        self.physical.insert(name.to_string(), physical);
-        physical
+/// Whether `name` is a whole physical device: only those have a `device`
+/// link in /sys/block (partitions are not in /sys/block at all; loop, dm,
+/// zram are virtual). A `/` in a name (cciss/c0d0) is `!` in sysfs. Asked
+/// once per name (`known`).
+fn is_physical(paths: &HostPaths, known: &mut HashMap<String, bool>, name: &str) -> bool {
+    if let Some(known) = known.get(name) {
+        return *known;
     }
+    let physical = paths
+        .sys(&format!("block/{}/device", name.replace('/', "!")))
+        .exists();
+    known.insert(name.to_string(), physical);
+    physical
 }
 
 impl Collector for DiskIoCollector {
@@ -88,16 +85,15 @@ impl Collector for DiskIoCollector {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let stats = read_parsed(&mut self.diskstats, parse_diskstats)?;
-        let stats_len = stats.0.len();
-        let seen: std::collections::HashSet<String> = if self.physical.len() > stats_len {
-            stats.0.iter().map(|s| s.name.clone()).collect()
-        } else {
-            Default::default()
-        };
-        let mut next = HashMap::new();
-        for stat in stats.0 {
-            if !self.devices.allows(&stat.name) || !self.is_physical(&stat.name) {
+        let (path, text) = self.diskstats.read_with_path()?;
+        let mut lines = 0;
+        let mut next = HashMap::with_capacity(self.prev.len());
+        for line in text.lines() {
+            let Some(stat) = parse_diskstats_line(line).map_err(|e| CollectError::parse(path, e))? else {
+                continue;
+            };
+            lines += 1;
+            if !self.devices.allows(stat.name) || !is_physical(&self.paths, &mut self.physical, stat.name) {
                 continue;
             }
             let now = DiskCounters {
@@ -105,22 +101,68 @@ impl Collector for DiskIoCollector {
                 written_bytes: stat.sectors_written.saturating_mul(SECTOR_BYTES),
                 at: tick.mono,
             };
-            out.extend(diskio_readings(&stat.name, self.prev.get(&stat.name), &now));
-            next.insert(stat.name, now);
+            out.extend(diskio_readings(stat.name, self.prev.get(stat.name), &now));
+            next.insert(stat.name.to_string(), now);
         }
         self.prev = next;
         // Forget devices that went away (a USB disk, a loop device): the
         // next device of that name is decided afresh.
-        if self.physical.len() > stats_len {
+        if self.physical.len() > lines {
+            let seen: std::collections::HashSet<&str> = text
+                .lines()
+                .filter_map(|l| parse_diskstats_line(l).ok().flatten())
+                .map(|s| s.name)
+                .collect();
             self.physical.retain(|name, _| seen.contains(name.as_str()));
         }
         Ok(())
     }
 }
 
-/// Parses /proc/diskstats with procfs-core.
-pub fn parse_diskstats(text: &str) -> Result<DiskStats, ProcError> {
-    DiskStats::from_read(text.as_bytes())
+/// The figures of one /proc/diskstats line that the rates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskStatLine<'a> {
+    /// The device's name (`sda`, `nvme0n1`, `loop0`).
+    pub name: &'a str,
+    /// 512-byte sectors read since boot.
+    pub sectors_read: u64,
+    /// 512-byte sectors written since boot.
+    pub sectors_written: u64,
+}
+
+/// Parses every line of /proc/diskstats (see [`parse_diskstats_line`]).
+pub fn parse_diskstats(text: &str) -> Result<Vec<DiskStatLine<'_>>, String> {
+    text.lines()
+        .filter_map(|line| parse_diskstats_line(line).transpose())
+        .collect()
+}
+
+/// Parses one /proc/diskstats line (`major minor name reads merged
+/// sectors_read ms writes merged sectors_written …`); `None` for a blank
+/// line. Only the fields used are parsed, without allocating.
+pub fn parse_diskstats_line(line: &str) -> Result<Option<DiskStatLine<'_>>, String> {
+    let mut fields = line.split_ascii_whitespace();
+    let Some(major) = fields.next() else {
+        return Ok(None);
+    };
+    let bad = || format!("not a diskstats line: {line}");
+    let (Some(minor), Some(name)) = (fields.next(), fields.next()) else {
+        return Err(bad());
+    };
+    major.parse::<u32>().map_err(|_| bad())?;
+    minor.parse::<u32>().map_err(|_| bad())?;
+    // After the name: reads, merged, sectors read, ms, writes, merged,
+    // sectors written.
+    let mut number = |skip: usize| -> Result<u64, String> {
+        fields.nth(skip).and_then(|f| f.parse().ok()).ok_or_else(bad)
+    };
+    let sectors_read = number(2)?;
+    let sectors_written = number(3)?;
+    Ok(Some(DiskStatLine {
+        name,
+        sectors_read,
+        sectors_written,
+    }))
 }
 
 /// The read and write rates of device `dev` since `prev`; missing without
@@ -188,6 +230,27 @@ mod tests {
 
     fn missing(k: &str) -> (String, Value) {
         (k.to_string(), Value::Missing)
+    }
+
+    #[test]
+    fn a_diskstats_line_gives_its_name_and_sectors_and_garbage_is_an_error() {
+        let line = "   8       0 sda 6473 2036 582196 1734 9130 7637 309794 8212 0 11700 11105 0 0 0 0";
+        assert_eq!(
+            parse_diskstats_line(line),
+            Ok(Some(DiskStatLine {
+                name: "sda",
+                sectors_read: 582_196,
+                sectors_written: 309_794
+            }))
+        );
+        assert_eq!(parse_diskstats_line("  "), Ok(None));
+        assert!(parse_diskstats_line("8 0 sda 1 2").is_err());
+        assert!(parse_diskstats_line("x 0 sda 1 2 3 4 5 6 7 8 9 10 11").is_err());
+        let text = std::fs::read_to_string(fixture("proc/vm/t0/diskstats")).expect("fixture");
+        assert!(parse_diskstats(&text)
+            .expect("parse")
+            .iter()
+            .any(|d| d.name == "vda"));
     }
 
     #[test]
