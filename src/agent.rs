@@ -347,6 +347,7 @@ pub async fn run(
     // (they answered before we started) would only repeat it.
     agent.cycle(&Tick::now());
     ticker.reset();
+    crate::source::set_cycle_grid(tokio::time::Instant::now());
     while pokes.try_recv().is_ok() {}
     supervisor.ready();
     tracing::info!(
