@@ -12,7 +12,7 @@ use super::CollectorSection;
 use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, Kind, Reading};
+use crate::reading::{key, label, Kind, Labels, PartLabels, Reading};
 
 /// diskstats counts in 512-byte sectors whatever the device's own sector
 /// size (Documentation/admin-guide/iostats.rst).
@@ -30,10 +30,13 @@ pub struct DiskIoCollector {
     /// Each device's counters at the previous cycle; a device not seen then
     /// gets missing rates this cycle.
     prev: HashMap<String, DiskCounters>,
-    /// Whether each device name seen is a physical disk, decided once: a
-    /// stat of /sys per device per cycle cost more than the rest of the
-    /// collector, and a name's nature does not change while it exists.
+    /// Whether each device name seen is reported (a physical disk the
+    /// filters allow), decided once: a stat of /sys per device per cycle
+    /// cost more than the rest of the collector, and a name's nature does
+    /// not change while it exists.
     physical: HashMap<String, bool>,
+    /// Each device's reading keys and names ([`diskio_labels`]).
+    labels: Labels,
 }
 
 /// Cumulative bytes of one device at one moment.
@@ -60,23 +63,29 @@ impl DiskIoCollector {
             ),
             prev: HashMap::new(),
             physical: HashMap::new(),
+            labels: Labels::default(),
         }
     }
 }
 
-/// Whether `name` is a whole physical device: only those have a `device`
-/// link in /sys/block (partitions are not in /sys/block at all; loop, dm,
-/// zram are virtual). A `/` in a name (cciss/c0d0) is `!` in sysfs. Asked
-/// once per name (`known`).
-fn is_physical(paths: &HostPaths, known: &mut HashMap<String, bool>, name: &str) -> bool {
+/// Whether device `name` is reported: a whole physical device the
+/// `devices` filter allows. Decided once per name (`known`).
+fn reported(paths: &HostPaths, devices: &NameFilter, known: &mut HashMap<String, bool>, name: &str) -> bool {
     if let Some(known) = known.get(name) {
         return *known;
     }
-    let physical = paths
+    let reported = devices.allows(name) && is_physical(paths, name);
+    known.insert(name.to_string(), reported);
+    reported
+}
+
+/// Whether `name` is a whole physical device: only those have a `device`
+/// link in /sys/block (partitions are not in /sys/block at all; loop, dm,
+/// zram are virtual). A `/` in a name (cciss/c0d0) is `!` in sysfs.
+fn is_physical(paths: &HostPaths, name: &str) -> bool {
+    paths
         .sys(&format!("block/{}/device", name.replace('/', "!")))
-        .exists();
-    known.insert(name.to_string(), physical);
-    physical
+        .exists()
 }
 
 impl Collector for DiskIoCollector {
@@ -89,29 +98,35 @@ impl Collector for DiskIoCollector {
         let mut lines = 0;
         let mut next = HashMap::with_capacity(self.prev.len());
         for line in text.lines() {
-            let Some(stat) = parse_diskstats_line(line).map_err(|e| CollectError::parse(path, e))? else {
+            // The name first: most lines are partitions, loop or zram
+            // devices, decided once by name and not parsed further.
+            let Some(name) = line.split_ascii_whitespace().nth(2) else {
                 continue;
             };
             lines += 1;
-            if !self.devices.allows(stat.name) || !is_physical(&self.paths, &mut self.physical, stat.name) {
+            if !reported(&self.paths, &self.devices, &mut self.physical, name) {
                 continue;
             }
+            let Some(stat) = parse_diskstats_line(line).map_err(|e| CollectError::parse(path, e))? else {
+                continue;
+            };
             let now = DiskCounters {
                 read_bytes: stat.sectors_read.saturating_mul(SECTOR_BYTES),
                 written_bytes: stat.sectors_written.saturating_mul(SECTOR_BYTES),
                 at: tick.mono,
             };
-            out.extend(diskio_readings(stat.name, self.prev.get(stat.name), &now));
+            let labels = self.labels.of(stat.name, diskio_labels);
+            out.extend(labelled_diskio_readings(labels, self.prev.get(stat.name), &now));
             next.insert(stat.name.to_string(), now);
         }
         self.prev = next;
+        self.labels.sweep();
         // Forget devices that went away (a USB disk, a loop device): the
         // next device of that name is decided afresh.
         if self.physical.len() > lines {
             let seen: std::collections::HashSet<&str> = text
                 .lines()
-                .filter_map(|l| parse_diskstats_line(l).ok().flatten())
-                .map(|s| s.name)
+                .filter_map(|l| l.split_ascii_whitespace().nth(2))
                 .collect();
             self.physical.retain(|name, _| seen.contains(name.as_str()));
         }
@@ -168,22 +183,30 @@ pub fn parse_diskstats_line(line: &str) -> Result<Option<DiskStatLine<'_>>, Stri
 /// The read and write rates of device `dev` since `prev`; missing without
 /// an earlier sample or after the counters went backwards.
 pub fn diskio_readings(dev: &str, prev: Option<&DiskCounters>, now: &DiskCounters) -> [Reading; 2] {
+    labelled_diskio_readings(&diskio_labels(dev), prev, now)
+}
+
+/// The keys and names of device `dev`'s readings: read, write.
+pub fn diskio_labels(dev: &str) -> PartLabels {
+    vec![
+        (key(&["diskio", dev, "read"]), format!("Disk {dev} read")),
+        (key(&["diskio", dev, "write"]), format!("Disk {dev} write")),
+    ]
+}
+
+/// [`diskio_readings`] with the device's [`diskio_labels`].
+fn labelled_diskio_readings(
+    labels: &[(String, String)],
+    prev: Option<&DiskCounters>,
+    now: &DiskCounters,
+) -> [Reading; 2] {
     let read = rate_per_second(prev.map(|p| (p.read_bytes, p.at)), (now.read_bytes, now.at));
     let write = rate_per_second(prev.map(|p| (p.written_bytes, p.at)), (now.written_bytes, now.at));
-    [
-        Reading::new(
-            key(&["diskio", dev, "read"]),
-            format!("Disk {dev} read"),
-            Kind::BytesPerSecond,
-            read,
-        ),
-        Reading::new(
-            key(&["diskio", dev, "write"]),
-            format!("Disk {dev} write"),
-            Kind::BytesPerSecond,
-            write,
-        ),
-    ]
+    let reading = |i, value: Option<f64>| {
+        let (key, name) = label(labels, i);
+        Reading::new(key, name, Kind::BytesPerSecond, value)
+    };
+    [reading(0, read), reading(1, write)]
 }
 
 /// Block device throughput.

@@ -12,7 +12,7 @@ use super::CollectorSection;
 use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, Kind, Reading};
+use crate::reading::{key, label, Kind, Labels, PartLabels, Reading};
 
 /// How long the addresses are reused: a netlink dump and an if_inet6 read
 /// every cycle cost a quarter of a cycle, and addresses change rarely. An
@@ -38,6 +38,8 @@ pub struct NetworkCollector {
     dump_ipv4: fn(&mut ByInterface) -> std::io::Result<()>,
     /// The IPv4 dump failure has been logged (once, and its recovery once).
     ipv4_failing: bool,
+    /// Each interface's reading keys and names ([`network_labels`]).
+    labels: Labels,
 }
 
 /// Cumulative bytes of one interface at one moment.
@@ -75,6 +77,7 @@ impl NetworkCollector {
                 |_| Ok(())
             },
             ipv4_failing: false,
+            labels: Labels::default(),
         }
     }
 }
@@ -144,11 +147,13 @@ impl Collector for NetworkCollector {
                 sent_bytes: dev.sent_bytes,
                 at: tick.mono,
             };
-            out.extend(network_readings(dev.name, self.prev.get(dev.name), &now));
-            out.push(address_reading(dev.name, addresses.get(dev.name)));
+            let labels = self.labels.of(dev.name, network_labels);
+            out.extend(labelled_network_readings(labels, self.prev.get(dev.name), &now));
+            out.push(labelled_address_reading(labels, addresses.get(dev.name)));
             next.insert(dev.name.to_string(), now);
         }
         self.prev = next;
+        self.labels.sweep();
         self.addresses = Some((read_at, addresses));
         Ok(())
     }
@@ -198,6 +203,21 @@ pub fn parse_net_dev_line(line: &str) -> Result<Option<NetDevLine<'_>>, String> 
     }))
 }
 
+/// The keys and names of interface `name`'s readings: received, sent,
+/// total received, total sent, address.
+pub fn network_labels(name: &str) -> PartLabels {
+    [
+        ("rx", "received"),
+        ("tx", "sent"),
+        ("rx_total", "total received"),
+        ("tx_total", "total sent"),
+        ("address", "address"),
+    ]
+    .iter()
+    .map(|(k, n)| (key(&["net", name, k]), format!("Network {name} {n}")))
+    .collect()
+}
+
 /// The receive and send rates of interface `name` since `prev` (missing
 /// without an earlier sample or after the counters went backwards: the
 /// interface was re-created), then the totals as the kernel counts them
@@ -207,36 +227,29 @@ pub fn network_readings(
     prev: Option<&InterfaceCounters>,
     now: &InterfaceCounters,
 ) -> [Reading; 4] {
+    labelled_network_readings(&network_labels(name), prev, now)
+}
+
+/// [`network_readings`] with the interface's [`network_labels`].
+fn labelled_network_readings(
+    labels: &[(String, String)],
+    prev: Option<&InterfaceCounters>,
+    now: &InterfaceCounters,
+) -> [Reading; 4] {
     let rx = rate_per_second(
         prev.map(|p| (p.received_bytes, p.at)),
         (now.received_bytes, now.at),
     );
     let tx = rate_per_second(prev.map(|p| (p.sent_bytes, p.at)), (now.sent_bytes, now.at));
+    let reading = |i, kind, value: crate::reading::Value| {
+        let (key, name) = label(labels, i);
+        Reading::new(key, name, kind, value)
+    };
     [
-        Reading::new(
-            key(&["net", name, "rx"]),
-            format!("Network {name} received"),
-            Kind::BytesPerSecond,
-            rx,
-        ),
-        Reading::new(
-            key(&["net", name, "tx"]),
-            format!("Network {name} sent"),
-            Kind::BytesPerSecond,
-            tx,
-        ),
-        Reading::new(
-            key(&["net", name, "rx_total"]),
-            format!("Network {name} total received"),
-            Kind::BytesTotal,
-            now.received_bytes,
-        ),
-        Reading::new(
-            key(&["net", name, "tx_total"]),
-            format!("Network {name} total sent"),
-            Kind::BytesTotal,
-            now.sent_bytes,
-        ),
+        reading(0, Kind::BytesPerSecond, rx.into()),
+        reading(1, Kind::BytesPerSecond, tx.into()),
+        reading(2, Kind::BytesTotal, now.received_bytes.into()),
+        reading(3, Kind::BytesTotal, now.sent_bytes.into()),
     ]
 }
 
@@ -244,6 +257,11 @@ pub fn network_readings(
 /// non-link-local IPv6: the one people copy, a tailnet's 100.x.y.z), with
 /// every address as attributes. Diagnostic: it rarely changes.
 pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
+    labelled_address_reading(&network_labels(name), addresses)
+}
+
+/// [`address_reading`] with the interface's [`network_labels`].
+fn labelled_address_reading(labels: &[(String, String)], addresses: Option<&Addresses>) -> Reading {
     let empty = Addresses::default();
     let a = addresses.unwrap_or(&empty);
     let mut attrs = serde_json::Map::new();
@@ -259,14 +277,10 @@ pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
     let value = a
         .primary()
         .map_or(crate::reading::Value::Missing, crate::reading::Value::Text);
-    Reading::new(
-        key(&["net", name, "address"]),
-        format!("Network {name} address"),
-        Kind::Text,
-        value,
-    )
-    .diagnostic()
-    .with_attributes(attrs)
+    let (key, name) = label(labels, 4);
+    Reading::new(key, name, Kind::Text, value)
+        .diagnostic()
+        .with_attributes(attrs)
 }
 
 /// Network throughput per interface.
