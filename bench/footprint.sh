@@ -9,6 +9,7 @@
 #   MSM_BIN=/tmp/msm/bin/mqtt-system-monitor bench/footprint.sh
 #   BASE_BIN=/tmp/host2mqtt-before bench/footprint.sh   # an older build beside, as host2mqtt-base
 #   BENCH_BUILD=0 bench/footprint.sh            # the binaries in target/ as they are
+#   BENCH_MUSL=0 bench/footprint.sh             # the glibc binary only (no musl target here)
 #
 # Every agent reports the root filesystem and the first non-loopback
 # interface only (collectd: df MountPoint "/", interface eth0): on a shared
@@ -37,11 +38,12 @@ ROUNDS=${BENCH_ROUNDS:-2}
 INTERVAL=${BENCH_INTERVAL:-10}
 MSM_BIN=${MSM_BIN:-$(command -v mqtt-system-monitor || true)}
 BASE_BIN=${BASE_BIN:-}
+WITH_MUSL=${BENCH_MUSL:-1}
 
 command -v mosquitto >/dev/null || { echo "needs mosquitto (apt-get install mosquitto mosquitto-clients)"; exit 1; }
 if [ "${BENCH_BUILD:-1}" != 0 ]; then
     cargo build --release --quiet
-    cargo build --release --quiet --target x86_64-unknown-linux-musl \
+    [ "$WITH_MUSL" = 0 ] || cargo build --release --quiet --target x86_64-unknown-linux-musl \
         || { echo "needs the musl target: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools"; exit 1; }
 fi
 GLIBC=target/release/host2mqtt
@@ -150,7 +152,9 @@ results="$work/results.txt"
 for round in $(seq "$ROUNDS"); do
     declare -A agent=()
     HOST2MQTT_LOG=warn "$GLIBC" --config "$work/bench_glibc.toml" run 2>"$work/glibc.log" & agent[host2mqtt-glibc]=$!; pids+=($!)
-    HOST2MQTT_LOG=warn "$MUSL" --config "$work/bench_musl.toml" run 2>"$work/musl.log" & agent[host2mqtt-musl]=$!; pids+=($!)
+    if [ "$WITH_MUSL" != 0 ]; then
+        HOST2MQTT_LOG=warn "$MUSL" --config "$work/bench_musl.toml" run 2>"$work/musl.log" & agent[host2mqtt-musl]=$!; pids+=($!)
+    fi
     if [ -n "$BASE_BIN" ]; then
         HOST2MQTT_LOG=warn "$BASE_BIN" --config "$work/bench_base.toml" run 2>"$work/base.log" & agent[host2mqtt-base]=$!; pids+=($!)
     fi
@@ -170,7 +174,7 @@ for round in $(seq "$ROUNDS"); do
         read -r rss pss uss < <(mem "$p")
         echo "$round $a $(( $(cpu_ns "$p") - c0[$a] )) $(( $(wchar "$p") - w0[$a] )) $rss $pss $uss" >> "$results"
     done
-    for node in bench_glibc bench_musl ${BASE_BIN:+bench_base}; do
+    for node in bench_glibc $([ "$WITH_MUSL" = 0 ] || echo bench_musl) ${BASE_BIN:+bench_base}; do
         n=$(mosquitto_sub -h 127.0.0.1 -p "$port" -t "homeassistant/device/$node/config" -C 1 -W 5 2>/dev/null | tr -d '\n' | wc -c || true)
         echo "$round discovery-$node $n" >> "$results"
     done
@@ -180,7 +184,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 python3 - "$results" "$WINDOW" "$INTERVAL" "$WARMUP" "$ROUNDS" "$work/discovery.json" "$podman_socket" "$system_bus" \
-    "$(stat -c %s "$GLIBC")" "$(stat -c %s "$MUSL")" <<'PY'
+    "$(stat -c %s "$GLIBC")" "$(stat -c %s "$MUSL" 2>/dev/null || echo 0)" <<'PY'
 import json, statistics, sys
 path, window, interval, warmup, rounds, disc, podman, bus, gsize, msize = sys.argv[1:]
 window, interval = float(window), float(interval)
@@ -201,7 +205,7 @@ med = {a: [statistics.median(v[i] for v in rs) for i in range(5)] for a, rs in r
 order = [a for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl", "collectd", "mqtt-system-monitor") if a in med]
 print(f"{len(next(iter(rows.values()), []))} round(s) of {window:.0f} s after {warmup} s warm-up, interval {interval:.0f} s "
       f"({cycles:.0f} cycles), medians; Podman socket: {podman}, system bus: {bus}")
-print(f"binary: glibc {int(gsize) / 2**20:.2f} MiB, static musl {int(msize) / 2**20:.2f} MiB (stripped)")
+print(f"binary: glibc {int(gsize) / 2**20:.2f} MiB" + (f", static musl {int(msize) / 2**20:.2f} MiB" if int(msize) else "") + " (stripped)")
 print()
 print("| agent | CPU per cycle | VmRSS | PSS | USS | bytes/cycle | discovery | HA entities |")
 print("|---|---|---|---|---|---|---|---|")

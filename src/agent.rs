@@ -40,6 +40,9 @@ pub struct Agent {
     interval: Duration,
     last_cycle: Option<Duration>,
     readings: Vec<Reading>,
+    /// The keys of the last cycle whose readings were checked for
+    /// duplicate keys (see [`drop_duplicate_keys`]).
+    unique_keys: Vec<String>,
     state: Option<String>,
     /// The last info payload, and whether it changed since it was published.
     info: Option<String>,
@@ -69,6 +72,7 @@ impl Agent {
             interval,
             last_cycle: None,
             readings: Vec::new(),
+            unique_keys: Vec::new(),
             state: None,
             info: None,
             info_changed: false,
@@ -80,11 +84,19 @@ impl Agent {
     /// others: its entities stay, without a value, and the failure is
     /// logged once (and its recovery once).
     pub fn collect(&mut self, tick: &Tick) -> Vec<Reading> {
-        let started = Instant::now();
         let mut readings = Vec::with_capacity(64);
+        self.collect_into(tick, &mut readings);
+        readings
+    }
+
+    /// [`Agent::collect`] into `readings` (emptied first), so a cycle
+    /// reuses the last one's vector.
+    fn collect_into(&mut self, tick: &Tick, readings: &mut Vec<Reading>) {
+        let started = Instant::now();
+        readings.clear();
         for slot in &mut self.slots {
             let mark = readings.len();
-            match slot.collector.collect(tick, &mut readings) {
+            match slot.collector.collect(tick, readings) {
                 Ok(()) => {
                     if slot.health.recover() {
                         tracing::info!(collector = slot.collector.name(), "collector recovered");
@@ -114,7 +126,7 @@ impl Agent {
                 readings.push(r);
             }
         }
-        drop_duplicate_keys(&mut readings);
+        drop_duplicate_keys(readings, &mut self.unique_keys);
         readings.push(Reading::new("last_seen", "Last seen", Kind::Timestamp, tick.wall));
         readings.push(
             Reading::new(
@@ -136,13 +148,14 @@ impl Agent {
             .diagnostic(),
         );
         self.last_cycle = Some(started.elapsed());
-        readings
     }
 
     /// Collects a cycle and updates the payloads. Returns the new discovery
     /// payload when the entity set changed.
     pub fn cycle(&mut self, tick: &Tick) -> Option<String> {
-        self.readings = self.collect(tick);
+        let mut readings = std::mem::take(&mut self.readings);
+        self.collect_into(tick, &mut readings);
+        self.readings = readings;
         self.state = Some(self.model.state_payload(&self.readings, &self.groups));
         let info = self.model.info_payload(&self.readings);
         if self.info.as_deref() != Some(info.as_str()) {
@@ -233,9 +246,21 @@ impl Agent {
 
 /// Keeps the first reading of each key. Two host names can slug to the
 /// same key ("/srv/a-b" and "/srv/a.b"); a state JSON with the key twice
-/// would let one silently overwrite the other. The usual case (no
-/// duplicates) costs one small set of borrowed keys.
-fn drop_duplicate_keys(readings: &mut Vec<Reading>) {
+/// would let one silently overwrite the other. `unique` holds the keys of
+/// the last cycle that was checked, which were unique: the usual cycle has
+/// the same keys in the same order and costs a comparison per key.
+fn drop_duplicate_keys(readings: &mut Vec<Reading>, unique: &mut Vec<String>) {
+    if readings.len() == unique.len() && readings.iter().zip(unique.iter()).all(|(r, k)| r.key == *k) {
+        return;
+    }
+    remove_duplicate_keys(readings);
+    unique.clear();
+    unique.extend(readings.iter().map(|r| r.key.clone()));
+}
+
+/// The check of [`drop_duplicate_keys`]: one small set of borrowed keys
+/// when there are no duplicates.
+fn remove_duplicate_keys(readings: &mut Vec<Reading>) {
     let mut seen = std::collections::HashSet::with_capacity(readings.len());
     if readings.iter().all(|r| seen.insert(r.key.as_str())) {
         return;
@@ -347,6 +372,7 @@ pub async fn run(
     // (they answered before we started) would only repeat it.
     agent.cycle(&Tick::now());
     ticker.reset();
+    crate::source::set_cycle_grid(tokio::time::Instant::now());
     while pokes.try_recv().is_ok() {}
     supervisor.ready();
     tracing::info!(

@@ -51,6 +51,32 @@ pub fn without_values(readings: &[Reading]) -> Vec<Reading> {
         .collect()
 }
 
+/// Whether two readings differ in their value at most.
+fn same_but_value(a: &Reading, b: &Reading) -> bool {
+    // Spelled out so that a new field of `Reading` has to be decided here.
+    let Reading {
+        key,
+        name,
+        kind,
+        diagnostic,
+        enabled_by_default,
+        value: _,
+        group,
+        attributes,
+        command,
+        steady,
+    } = a;
+    *key == b.key
+        && *name == b.name
+        && *kind == b.kind
+        && *diagnostic == b.diagnostic
+        && *enabled_by_default == b.enabled_by_default
+        && *group == b.group
+        && *attributes == b.attributes
+        && *command == b.command
+        && *steady == b.steady
+}
+
 /// The readings of the last good cycle, to be shown without values while
 /// the part of the host they come from fails.
 #[derive(Debug, Clone, Default)]
@@ -60,8 +86,19 @@ pub struct LastGood {
 }
 
 impl LastGood {
-    /// Remembers a good cycle's readings.
+    /// Remembers a good cycle's readings. Only what [`without_values`]
+    /// keeps counts, so when that is what is kept already (the usual
+    /// cycle) nothing is copied.
     pub fn keep(&mut self, readings: &[Reading]) {
+        if self.readings.len() == readings.len()
+            && self
+                .readings
+                .iter()
+                .zip(readings)
+                .all(|(a, b)| same_but_value(a, b))
+        {
+            return;
+        }
         self.readings.clear();
         self.readings.extend_from_slice(readings);
     }
@@ -155,5 +192,37 @@ mod tests {
         assert_eq!(blank.len(), 1);
         assert_eq!(blank[0].key, "k");
         assert_eq!(blank[0].value, Value::Missing);
+    }
+
+    #[test]
+    fn last_good_follows_every_change_but_the_value() {
+        let mut last = LastGood::default();
+        let attrs = |v: &str| {
+            let mut m = serde_json::Map::new();
+            m.insert("a".into(), serde_json::json!(v));
+            m
+        };
+        let r = |v: u64, a: &str| Reading::new("k", "K", Kind::Count, v).with_attributes(attrs(a));
+        last.keep(&[r(1, "x")]);
+        last.keep(&[r(2, "x")]);
+        assert_eq!(
+            last.without_values(),
+            [Reading {
+                value: Value::Missing,
+                ..r(0, "x")
+            }]
+        );
+        last.keep(&[r(2, "y")]);
+        assert_eq!(
+            last.without_values(),
+            [Reading {
+                value: Value::Missing,
+                ..r(0, "y")
+            }]
+        );
+        last.keep(&[r(2, "y"), Reading::new("j", "J", Kind::Count, 1u64)]);
+        assert_eq!(last.without_values().len(), 2);
+        last.keep(&[Reading::new("k", "K renamed", Kind::Count, 1u64)]);
+        assert_eq!(last.without_values()[0].name, "K renamed");
     }
 }

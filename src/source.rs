@@ -109,6 +109,53 @@ where
     }
 }
 
+/// Where the agent's cycles fall: its first cycle, from which every tick
+/// is a whole number of intervals (see [`set_cycle_grid`]).
+static CYCLE_GRID: std::sync::Mutex<Option<tokio::time::Instant>> = std::sync::Mutex::new(None);
+
+/// Records the instant of the agent's first cycle, from which its ticks
+/// are whole intervals. Called by `agent::run`.
+pub fn set_cycle_grid(first_cycle: tokio::time::Instant) {
+    if let Ok(mut grid) = CYCLE_GRID.lock() {
+        *grid = Some(first_cycle);
+    }
+}
+
+/// The next instant after `now`, at most `every` later, that lies a whole
+/// number of `every`s from the agent's first cycle. A source that wakes
+/// on it (`every` a multiple of the interval: the interval itself, a
+/// minute) wakes together with the agent's tick, in one wake-up of the
+/// process, instead of in its own (two or three, with the timer wheel's
+/// coarser levels on the way, issue 13). Before the agent's first cycle:
+/// `now + every`.
+pub fn next_on_grid(now: tokio::time::Instant, every: std::time::Duration) -> tokio::time::Instant {
+    grid_point(CYCLE_GRID.lock().ok().and_then(|g| *g), now, every)
+}
+
+/// [`next_on_grid`] for the grid starting at `grid`.
+fn grid_point(
+    grid: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+    every: std::time::Duration,
+) -> tokio::time::Instant {
+    let every_ns = every.as_nanos().max(1);
+    let Some(grid) = grid else {
+        return now + every;
+    };
+    // How far `now` is past the last grid point, either side of `grid`.
+    let past = if now >= grid {
+        (now - grid).as_nanos() % every_ns
+    } else {
+        (every_ns - (grid - now).as_nanos() % every_ns) % every_ns
+    };
+    now + std::time::Duration::from_nanos(u64::try_from(every_ns - past).unwrap_or(u64::MAX))
+}
+
+/// Sleeps until [`next_on_grid`] of `every`.
+pub async fn sleep_on_grid(every: std::time::Duration) {
+    tokio::time::sleep_until(next_on_grid(tokio::time::Instant::now(), every)).await;
+}
+
 /// Waits until every source has published once, or `within` has passed.
 /// The first discovery must not go out before: it would leave out the
 /// entities only a source knows (per-container, per-unit), and Home
@@ -125,5 +172,29 @@ pub async fn settle(handles: &[SourceHandle], within: std::time::Duration) {
                 "source has not answered yet; starting without its entities"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn grid_points_are_whole_periods_from_the_first_cycle_within_one_period() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(grid_point(None, t0, s(10)), t0 + s(10), "no grid yet");
+        let grid = Some(t0);
+        assert_eq!(grid_point(grid, t0, s(10)), t0 + s(10));
+        assert_eq!(grid_point(grid, t0 + ms(3), s(10)), t0 + s(10));
+        assert_eq!(grid_point(grid, t0 + ms(10_003), s(10)), t0 + s(20));
+        assert_eq!(grid_point(grid, t0 + s(7), s(60)), t0 + s(60));
+        assert_eq!(grid_point(grid, t0 + s(60), s(60)), t0 + s(120));
+        // A grid set after `now` (another runtime's clock in tests).
+        assert_eq!(grid_point(Some(t0 + s(25)), t0, s(10)), t0 + s(5));
+        assert_eq!(grid_point(Some(t0 + s(20)), t0, s(10)), t0 + s(10));
     }
 }

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use procfs_core::{CpuTime, ExplicitSystemInfo, FromReadSI, KernelStats, ProcError};
+use procfs_core::{ExplicitSystemInfo, FromReadSI, KernelStats, ProcError};
 
 use serde::Deserialize;
 
 use super::CollectorSection;
-use super::{read_parsed, CollectError, Collector, ProcFile, Tick};
+use super::{CollectError, Collector, ProcFile, Tick};
 use crate::context::Context;
 use crate::host::HostPaths;
 use crate::reading::{key, Kind, Reading};
@@ -77,13 +77,14 @@ impl Collector for CpuCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let sample = read_parsed(&mut self.stat, parse_cpu_sample)?;
-        let prev = self.prev.replace(sample.clone());
-        let shares = prev.as_ref().and_then(|p| compute_shares(&p.all, &sample.all));
+        let (path, text) = self.stat.read_with_path()?;
+        let sample = parse_cpu_sample(text).map_err(|e| CollectError::parse(path, e))?;
+        let prev = self.prev.as_ref();
+        let shares = prev.and_then(|p| compute_shares(&p.all, &sample.all));
         out.extend(cpu_readings(shares));
         if self.per_core {
             for (n, now) in &sample.cores {
-                let before = prev.as_ref().and_then(|p| p.cores.get(n));
+                let before = prev.and_then(|p| p.cores.get(n));
                 let usage = before
                     .and_then(|b| compute_shares(b, now))
                     .map(|s| s.usage_percent);
@@ -95,6 +96,7 @@ impl Collector for CpuCollector {
                 ));
             }
         }
+        self.prev = Some(sample);
         Ok(())
     }
 }
@@ -136,52 +138,55 @@ pub fn parse_stat(text: &str) -> Result<KernelStats, ProcError> {
     KernelStats::from_read(text.as_bytes(), &info)
 }
 
-/// The counters of the `cpu` and `cpuN` lines of /proc/stat.
-pub fn parse_cpu_sample(text: &str) -> Result<CpuSample, ProcError> {
-    let stats = parse_stat(text)?;
-    // procfs-core keeps the `cpuN` lines in file order but drops N; we read
-    // the numbers from the same lines so a gap (an offline core) does not
-    // shift every later core onto the wrong entity.
-    let numbers = text
-        .lines()
-        .filter(|line| line.starts_with("cpu") && !line.starts_with("cpu "))
-        .map(|line| {
-            line.get(3..)
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<u32>().ok())
-        });
-    let cores = numbers
-        .zip(&stats.cpu_time)
-        .filter_map(|(n, time)| Some((n?, ticks_of(time))))
-        .collect();
+/// The counters of the `cpu` and `cpuN` lines of /proc/stat. They come
+/// first in the file; the rest (the long `intr` line above all) is not
+/// looked at.
+pub fn parse_cpu_sample(text: &str) -> Result<CpuSample, String> {
+    let mut all = None;
+    let mut cores = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            break;
+        };
+        match rest.strip_prefix(' ') {
+            Some(counters) => all = Some(parse_cpu_ticks(counters)?),
+            None => {
+                // `cpuN`: the number is read from the line, so a gap (an
+                // offline core) does not shift later cores.
+                let (n, counters) = rest.split_once(' ').unwrap_or((rest, ""));
+                if let Ok(n) = n.parse::<u32>() {
+                    cores.insert(n, parse_cpu_ticks(counters)?);
+                }
+            }
+        }
+    }
     Ok(CpuSample {
-        all: ticks_of(&stats.total),
+        all: all.ok_or("no cpu line")?,
         cores,
     })
 }
 
-/// The counters we use from one parsed `cpu` line; fields older kernels
-/// lack count as zero.
-fn ticks_of(t: &CpuTime) -> CpuTicks {
-    let iowait = t.iowait.unwrap_or(0);
-    let steal = t.steal.unwrap_or(0);
-    let total = [
-        t.user,
-        t.nice,
-        t.system,
-        t.idle,
-        iowait,
-        t.irq.unwrap_or(0),
-        t.softirq.unwrap_or(0),
-        steal,
-    ]
-    .iter()
-    .fold(0u64, |sum, v| sum.saturating_add(*v));
-    CpuTicks {
-        total,
-        idle: t.idle,
-        iowait,
-        steal,
+/// The counters of one `cpu` line (`user nice system idle iowait irq
+/// softirq steal guest guest_nice`, in ticks); fields older kernels lack
+/// count as zero. Guest time is left out of the total: the kernel already
+/// counts it in user and nice (adding it again would count it twice).
+fn parse_cpu_ticks(counters: &str) -> Result<CpuTicks, String> {
+    let mut fields = [0u64; 8];
+    let mut seen = 0;
+    for (slot, field) in fields.iter_mut().zip(counters.split_ascii_whitespace()) {
+        *slot = field.parse().map_err(|_| format!("not a tick count: {field}"))?;
+        seen += 1;
     }
+    if seen < 4 {
+        return Err(format!("too few fields in a cpu line: {counters}"));
+    }
+    let [_, _, _, idle, iowait, _, _, steal] = fields;
+    Ok(CpuTicks {
+        total: fields.iter().fold(0u64, |sum, v| sum.saturating_add(*v)),
+        idle,
+        iowait,
+        steal,
+    })
 }
 
 /// Usage, iowait and steal as shares of the ticks between `prev` and `now`.

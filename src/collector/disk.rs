@@ -19,7 +19,7 @@ use super::CollectorSection;
 use super::{read_file, CollectError, Collector, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, Kind, Reading, Value};
+use crate::reading::{key, label, Kind, Labels, PartLabels, Reading, Value};
 
 /// Measures a filesystem: statvfs(2) normally, a table in tests.
 pub type StatFs = fn(&Path) -> io::Result<FsStats>;
@@ -46,6 +46,8 @@ pub struct DiskCollector {
     /// The mounts selected from the last mountinfo read, and the file kept
     /// open to learn when the table changes (see [`MountTable`]).
     table: Option<MountTable>,
+    /// Each mount point's reading keys and names ([`disk_labels`]).
+    labels: Labels,
 }
 
 /// The selected mounts, re-read only when the mount table changed: the
@@ -161,6 +163,7 @@ impl DiskCollector {
             stat_timeout: STAT_TIMEOUT,
             hung: HashSet::new(),
             table: None,
+            labels: Labels::default(),
         }
     }
 
@@ -288,7 +291,10 @@ impl Collector for DiskCollector {
                 Ok(stats) if stats.blocks == 0 => {
                     tracing::debug!(mount_point = %mount.mount_point, fs_type = %mount.fs_type, "skipping mount without blocks");
                 }
-                Ok(stats) => out.extend(disk_readings(&mount.mount_point, &stats)),
+                Ok(stats) => {
+                    let labels = self.labels.of(&mount.mount_point, disk_labels);
+                    out.extend(labelled_disk_readings(labels, &stats));
+                }
                 // One stale NFS share or unreadable mount must not cost us
                 // every other filesystem.
                 Err(error) => {
@@ -296,6 +302,7 @@ impl Collector for DiskCollector {
                 }
             }
         }
+        self.labels.sweep();
         Ok(())
     }
 }
@@ -376,32 +383,42 @@ pub fn select_mounts(mounts: Vec<Mount>, mount_points: &NameFilter, fs_types: &N
 
 /// The readings of one filesystem, named after its raw mount point.
 pub fn disk_readings(mount_point: &str, s: &FsStats) -> Vec<Reading> {
+    labelled_disk_readings(&disk_labels(mount_point), s)
+}
+
+/// The keys and names of a mount point's readings: used, free, inodes used.
+pub fn disk_labels(mount_point: &str) -> PartLabels {
+    [("used", "used"), ("free", "free"), ("inodes_used", "inodes used")]
+        .iter()
+        .map(|(k, n)| (key(&["disk", mount_point, k]), format!("Disk {mount_point} {n}")))
+        .collect()
+}
+
+/// [`disk_readings`] with the mount point's [`disk_labels`].
+fn labelled_disk_readings(labels: &[(String, String)], s: &FsStats) -> Vec<Reading> {
+    let reading = |i, kind, value: Value| {
+        let (key, name) = label(labels, i);
+        Reading::new(key, name, kind, value)
+    };
     let used_blocks = s.blocks.saturating_sub(s.blocks_free);
     // df's formula: the root reserve counts neither as used nor as usable,
     // so a full disk reads 100 % to a user even with reserved blocks left.
     let usable = used_blocks.saturating_add(s.blocks_available);
     let used_percent = (usable > 0).then(|| used_blocks as f64 / usable as f64 * 100.0);
     let mut out = vec![
-        Reading::new(
-            key(&["disk", mount_point, "used"]),
-            format!("Disk {mount_point} used"),
-            Kind::Percent,
-            used_percent,
-        ),
-        Reading::new(
-            key(&["disk", mount_point, "free"]),
-            format!("Disk {mount_point} free"),
+        reading(0, Kind::Percent, used_percent.into()),
+        reading(
+            1,
             Kind::Bytes,
-            s.blocks_available.saturating_mul(s.block_size),
+            s.blocks_available.saturating_mul(s.block_size).into(),
         ),
     ];
     if s.files > 0 {
         let used_files = s.files.saturating_sub(s.files_free);
-        out.push(Reading::new(
-            key(&["disk", mount_point, "inodes_used"]),
-            format!("Disk {mount_point} inodes used"),
+        out.push(reading(
+            2,
             Kind::Percent,
-            used_files as f64 / s.files as f64 * 100.0,
+            (used_files as f64 / s.files as f64 * 100.0).into(),
         ));
     }
     out

@@ -5,16 +5,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use procfs_core::{DiskStats, FromRead, ProcError};
-
 use serde::Deserialize;
 
 use super::filter::NameFilter;
 use super::CollectorSection;
-use super::{rate_per_second, read_parsed, CollectError, Collector, ProcFile, Tick};
+use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, Kind, Reading};
+use crate::reading::{key, label, Kind, Labels, PartLabels, Reading};
 
 /// diskstats counts in 512-byte sectors whatever the device's own sector
 /// size (Documentation/admin-guide/iostats.rst).
@@ -32,10 +30,13 @@ pub struct DiskIoCollector {
     /// Each device's counters at the previous cycle; a device not seen then
     /// gets missing rates this cycle.
     prev: HashMap<String, DiskCounters>,
-    /// Whether each device name seen is a physical disk, decided once: a
-    /// stat of /sys per device per cycle cost more than the rest of the
-    /// collector, and a name's nature does not change while it exists.
+    /// Whether each device name seen is reported (a physical disk the
+    /// filters allow), decided once: a stat of /sys per device per cycle
+    /// cost more than the rest of the collector, and a name's nature does
+    /// not change while it exists.
     physical: HashMap<String, bool>,
+    /// Each device's reading keys and names ([`diskio_labels`]).
+    labels: Labels,
 }
 
 /// Cumulative bytes of one device at one moment.
@@ -62,24 +63,29 @@ impl DiskIoCollector {
             ),
             prev: HashMap::new(),
             physical: HashMap::new(),
+            labels: Labels::default(),
         }
     }
+}
 
-    /// Whether `name` is a whole physical device: only those have a
-    /// `device` link in /sys/block (partitions are not in /sys/block at
-    /// all; loop, dm, zram are virtual). A `/` in a name (cciss/c0d0) is
-    /// `!` in sysfs.
-    fn is_physical(&mut self, name: &str) -> bool {
-        if let Some(known) = self.physical.get(name) {
-            return *known;
-        }
-        let physical = self
-            .paths
-            .sys(&format!("block/{}/device", name.replace('/', "!")))
-            .exists();
-        self.physical.insert(name.to_string(), physical);
-        physical
+/// Whether device `name` is reported: a whole physical device the
+/// `devices` filter allows. Decided once per name (`known`).
+fn reported(paths: &HostPaths, devices: &NameFilter, known: &mut HashMap<String, bool>, name: &str) -> bool {
+    if let Some(known) = known.get(name) {
+        return *known;
     }
+    let reported = devices.allows(name) && is_physical(paths, name);
+    known.insert(name.to_string(), reported);
+    reported
+}
+
+/// Whether `name` is a whole physical device: only those have a `device`
+/// link in /sys/block (partitions are not in /sys/block at all; loop, dm,
+/// zram are virtual). A `/` in a name (cciss/c0d0) is `!` in sysfs.
+fn is_physical(paths: &HostPaths, name: &str) -> bool {
+    paths
+        .sys(&format!("block/{}/device", name.replace('/', "!")))
+        .exists()
 }
 
 impl Collector for DiskIoCollector {
@@ -88,60 +94,119 @@ impl Collector for DiskIoCollector {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let stats = read_parsed(&mut self.diskstats, parse_diskstats)?;
-        let stats_len = stats.0.len();
-        let seen: std::collections::HashSet<String> = if self.physical.len() > stats_len {
-            stats.0.iter().map(|s| s.name.clone()).collect()
-        } else {
-            Default::default()
-        };
-        let mut next = HashMap::new();
-        for stat in stats.0 {
-            if !self.devices.allows(&stat.name) || !self.is_physical(&stat.name) {
+        let (path, text) = self.diskstats.read_with_path()?;
+        let mut lines = 0;
+        let mut next = HashMap::with_capacity(self.prev.len());
+        for line in text.lines() {
+            // The name first: most lines are partitions, loop or zram
+            // devices, decided once by name and not parsed further.
+            let Some(name) = line.split_ascii_whitespace().nth(2) else {
+                continue;
+            };
+            lines += 1;
+            if !reported(&self.paths, &self.devices, &mut self.physical, name) {
                 continue;
             }
+            let Some(stat) = parse_diskstats_line(line).map_err(|e| CollectError::parse(path, e))? else {
+                continue;
+            };
             let now = DiskCounters {
                 read_bytes: stat.sectors_read.saturating_mul(SECTOR_BYTES),
                 written_bytes: stat.sectors_written.saturating_mul(SECTOR_BYTES),
                 at: tick.mono,
             };
-            out.extend(diskio_readings(&stat.name, self.prev.get(&stat.name), &now));
-            next.insert(stat.name, now);
+            let labels = self.labels.of(stat.name, diskio_labels);
+            out.extend(labelled_diskio_readings(labels, self.prev.get(stat.name), &now));
+            next.insert(stat.name.to_string(), now);
         }
         self.prev = next;
+        self.labels.sweep();
         // Forget devices that went away (a USB disk, a loop device): the
         // next device of that name is decided afresh.
-        if self.physical.len() > stats_len {
+        if self.physical.len() > lines {
+            let seen: std::collections::HashSet<&str> = text
+                .lines()
+                .filter_map(|l| l.split_ascii_whitespace().nth(2))
+                .collect();
             self.physical.retain(|name, _| seen.contains(name.as_str()));
         }
         Ok(())
     }
 }
 
-/// Parses /proc/diskstats with procfs-core.
-pub fn parse_diskstats(text: &str) -> Result<DiskStats, ProcError> {
-    DiskStats::from_read(text.as_bytes())
+/// The figures of one /proc/diskstats line that the rates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskStatLine<'a> {
+    /// The device's name (`sda`, `nvme0n1`, `loop0`).
+    pub name: &'a str,
+    /// 512-byte sectors read since boot.
+    pub sectors_read: u64,
+    /// 512-byte sectors written since boot.
+    pub sectors_written: u64,
+}
+
+/// Parses every line of /proc/diskstats (see [`parse_diskstats_line`]).
+pub fn parse_diskstats(text: &str) -> Result<Vec<DiskStatLine<'_>>, String> {
+    text.lines()
+        .filter_map(|line| parse_diskstats_line(line).transpose())
+        .collect()
+}
+
+/// Parses one /proc/diskstats line (`major minor name reads merged
+/// sectors_read ms writes merged sectors_written …`); `None` for a blank
+/// line. Only the fields used are parsed, without allocating.
+pub fn parse_diskstats_line(line: &str) -> Result<Option<DiskStatLine<'_>>, String> {
+    let mut fields = line.split_ascii_whitespace();
+    let Some(major) = fields.next() else {
+        return Ok(None);
+    };
+    let bad = || format!("not a diskstats line: {line}");
+    let (Some(minor), Some(name)) = (fields.next(), fields.next()) else {
+        return Err(bad());
+    };
+    major.parse::<u32>().map_err(|_| bad())?;
+    minor.parse::<u32>().map_err(|_| bad())?;
+    // After the name: reads, merged, sectors read, ms, writes, merged,
+    // sectors written.
+    let mut number = |skip: usize| -> Result<u64, String> {
+        fields.nth(skip).and_then(|f| f.parse().ok()).ok_or_else(bad)
+    };
+    let sectors_read = number(2)?;
+    let sectors_written = number(3)?;
+    Ok(Some(DiskStatLine {
+        name,
+        sectors_read,
+        sectors_written,
+    }))
 }
 
 /// The read and write rates of device `dev` since `prev`; missing without
 /// an earlier sample or after the counters went backwards.
 pub fn diskio_readings(dev: &str, prev: Option<&DiskCounters>, now: &DiskCounters) -> [Reading; 2] {
+    labelled_diskio_readings(&diskio_labels(dev), prev, now)
+}
+
+/// The keys and names of device `dev`'s readings: read, write.
+pub fn diskio_labels(dev: &str) -> PartLabels {
+    vec![
+        (key(&["diskio", dev, "read"]), format!("Disk {dev} read")),
+        (key(&["diskio", dev, "write"]), format!("Disk {dev} write")),
+    ]
+}
+
+/// [`diskio_readings`] with the device's [`diskio_labels`].
+fn labelled_diskio_readings(
+    labels: &[(String, String)],
+    prev: Option<&DiskCounters>,
+    now: &DiskCounters,
+) -> [Reading; 2] {
     let read = rate_per_second(prev.map(|p| (p.read_bytes, p.at)), (now.read_bytes, now.at));
     let write = rate_per_second(prev.map(|p| (p.written_bytes, p.at)), (now.written_bytes, now.at));
-    [
-        Reading::new(
-            key(&["diskio", dev, "read"]),
-            format!("Disk {dev} read"),
-            Kind::BytesPerSecond,
-            read,
-        ),
-        Reading::new(
-            key(&["diskio", dev, "write"]),
-            format!("Disk {dev} write"),
-            Kind::BytesPerSecond,
-            write,
-        ),
-    ]
+    let reading = |i, value: Option<f64>| {
+        let (key, name) = label(labels, i);
+        Reading::new(key, name, Kind::BytesPerSecond, value)
+    };
+    [reading(0, read), reading(1, write)]
 }
 
 /// Block device throughput.
@@ -188,6 +253,27 @@ mod tests {
 
     fn missing(k: &str) -> (String, Value) {
         (k.to_string(), Value::Missing)
+    }
+
+    #[test]
+    fn a_diskstats_line_gives_its_name_and_sectors_and_garbage_is_an_error() {
+        let line = "   8       0 sda 6473 2036 582196 1734 9130 7637 309794 8212 0 11700 11105 0 0 0 0";
+        assert_eq!(
+            parse_diskstats_line(line),
+            Ok(Some(DiskStatLine {
+                name: "sda",
+                sectors_read: 582_196,
+                sectors_written: 309_794
+            }))
+        );
+        assert_eq!(parse_diskstats_line("  "), Ok(None));
+        assert!(parse_diskstats_line("8 0 sda 1 2").is_err());
+        assert!(parse_diskstats_line("x 0 sda 1 2 3 4 5 6 7 8 9 10 11").is_err());
+        let text = std::fs::read_to_string(fixture("proc/vm/t0/diskstats")).expect("fixture");
+        assert!(parse_diskstats(&text)
+            .expect("parse")
+            .iter()
+            .any(|d| d.name == "vda"));
     }
 
     #[test]

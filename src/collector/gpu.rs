@@ -11,6 +11,7 @@
 //! nodes are skipped.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -92,17 +93,28 @@ pub fn card_readings(card: &str, dir: &Path) -> Vec<Reading> {
     out
 }
 
+/// How long a host where no GPU gave a reading is left alone before
+/// `<sys>/class/drm` is looked at again (most servers and VMs: a failed
+/// open, or a virtual card, every cycle otherwise).
+const RESCAN_WITHOUT_GPU: Duration = Duration::from_secs(60);
+
 /// Reports AMD and Intel GPUs from sysfs.
 #[derive(Debug)]
 pub struct GpuCollector {
     /// Where the host's /sys is.
     paths: HostPaths,
+    /// When the last look found nothing to report: no look before
+    /// [`RESCAN_WITHOUT_GPU`] has passed.
+    found_nothing_at: Option<Instant>,
 }
 
 impl GpuCollector {
     /// A collector reading `<sys>/class/drm`.
     pub fn new(paths: HostPaths, _cfg: &GpuConfig) -> Self {
-        GpuCollector { paths }
+        GpuCollector {
+            paths,
+            found_nothing_at: None,
+        }
     }
 }
 
@@ -111,9 +123,24 @@ impl Collector for GpuCollector {
         "gpu"
     }
 
-    fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+    fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
+        if let Some(at) = self.found_nothing_at {
+            if tick.mono.saturating_duration_since(at) < RESCAN_WITHOUT_GPU {
+                return Ok(());
+            }
+        }
+        let before = out.len();
+        self.collect_cards(out);
+        self.found_nothing_at = (out.len() == before).then_some(tick.mono);
+        Ok(())
+    }
+}
+
+impl GpuCollector {
+    /// The readings of every card in `<sys>/class/drm`, in card order.
+    fn collect_cards(&self, out: &mut Vec<Reading>) {
         let Ok(entries) = std::fs::read_dir(self.paths.sys("class/drm")) else {
-            return Ok(());
+            return;
         };
         let mut cards: Vec<(u32, String)> = entries
             .filter_map(|e| e.ok())
@@ -128,7 +155,6 @@ impl Collector for GpuCollector {
         for (_, card) in cards {
             out.extend(card_readings(&card, &drm.join(&card)));
         }
-        Ok(())
     }
 }
 
@@ -180,5 +206,31 @@ mod tests {
     fn no_drm_directory_is_no_readings() {
         assert_eq!(collect("sys/vm"), []);
         assert_eq!(collect("sys/pi"), []);
+    }
+
+    #[test]
+    fn a_host_without_a_gpu_is_looked_at_again_after_a_minute_not_every_cycle() {
+        let sys = tempfile::tempdir().expect("tempdir");
+        let paths = HostPaths {
+            sys: sys.path().to_path_buf(),
+            ..HostPaths::default()
+        };
+        let mut c = GpuCollector::new(paths, &GpuConfig::default());
+        let start = Instant::now();
+        assert_eq!(collect_once(&mut c, &tick_at(start, 0)), []);
+        let card = sys.path().join("class/drm/card0");
+        std::fs::create_dir_all(card.join("device")).expect("mkdir");
+        std::fs::write(card.join("device/vendor"), "0x8086\n").expect("write");
+        std::fs::write(card.join("gt_act_freq_mhz"), "300\n").expect("write");
+        assert_eq!(collect_once(&mut c, &tick_at(start, 30)), []);
+        let keys = |out: Vec<Reading>| out.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(collect_once(&mut c, &tick_at(start, 60))),
+            ["gpu_card0_frequency"]
+        );
+        assert_eq!(
+            keys(collect_once(&mut c, &tick_at(start, 70))),
+            ["gpu_card0_frequency"]
+        );
     }
 }

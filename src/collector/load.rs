@@ -1,9 +1,7 @@
 //! Load averages from `<proc>/loadavg`: runnable plus uninterruptible tasks,
 //! averaged by the kernel over 1, 5 and 15 minutes.
 
-use procfs_core::{FromRead, LoadAverage, ProcError};
-
-use super::{read_parsed, widen_f32, CollectError, Collector, ProcFile, Tick};
+use super::{CollectError, Collector, ProcFile, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
@@ -29,23 +27,47 @@ impl Collector for LoadCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let load = read_parsed(&mut self.loadavg, parse_loadavg)?;
+        let text = self.loadavg.read()?;
+        let load = parse_loadavg(text).map_err(|e| CollectError::parse(self.loadavg.path(), e))?;
         out.extend(load_readings(&load));
         Ok(())
     }
 }
 
-/// Parses /proc/loadavg with procfs-core.
-pub fn parse_loadavg(text: &str) -> Result<LoadAverage, ProcError> {
-    LoadAverage::from_read(text.as_bytes())
+/// The three load averages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadAverage {
+    /// Over 1 minute.
+    pub one: f64,
+    /// Over 5 minutes.
+    pub five: f64,
+    /// Over 15 minutes.
+    pub fifteen: f64,
+}
+
+/// Parses /proc/loadavg (`0.12 0.34 0.56 1/234 5678`). The kernel writes
+/// two decimals, which parse to the same `f64` as that decimal text.
+pub fn parse_loadavg(text: &str) -> Result<LoadAverage, String> {
+    let mut fields = text.split_ascii_whitespace();
+    let mut average = || -> Result<f64, String> {
+        let field = fields.next().ok_or("too few fields")?;
+        field.parse().map_err(|_| format!("not a load average: {field}"))
+    };
+    let (one, five, fifteen) = (average()?, average()?, average()?);
+    // The runnable/total tasks and the last PID: not used, but a line
+    // without them is not the file we know.
+    if fields.next().is_none_or(|f| !f.contains('/')) || fields.next().is_none() {
+        return Err("too few fields".into());
+    }
+    Ok(LoadAverage { one, five, fifteen })
 }
 
 /// The 1, 5 and 15 minute readings.
 pub fn load_readings(load: &LoadAverage) -> [Reading; 3] {
     [
-        Reading::new("load_1m", "Load (1 min)", Kind::Load, widen_f32(load.one)),
-        Reading::new("load_5m", "Load (5 min)", Kind::Load, widen_f32(load.five)),
-        Reading::new("load_15m", "Load (15 min)", Kind::Load, widen_f32(load.fifteen)),
+        Reading::new("load_1m", "Load (1 min)", Kind::Load, load.one),
+        Reading::new("load_5m", "Load (5 min)", Kind::Load, load.five),
+        Reading::new("load_15m", "Load (15 min)", Kind::Load, load.fifteen),
     ]
 }
 

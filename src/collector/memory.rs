@@ -53,7 +53,13 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryFigures, String> {
     let mut total = None;
     let (mut available, mut free, mut buffers, mut cached) = (None, 0, 0, 0);
     let (mut swap_total, mut swap_free) = (0, 0);
+    // The seven lines come within the first twenty or so of ~55; stop
+    // once all were seen.
+    let mut wanted = 7;
     for line in text.lines() {
+        if wanted == 0 {
+            break;
+        }
         let Some((name, rest)) = line.split_once(':') else {
             continue;
         };
@@ -70,10 +76,12 @@ pub fn parse_meminfo(text: &str) -> Result<MemoryFigures, String> {
                     _ => continue,
                 };
                 *field = meminfo_bytes(name, rest)?;
+                wanted -= 1;
                 continue;
             }
         };
         *slot = Some(meminfo_bytes(name, rest)?);
+        wanted -= 1;
     }
     let total = total.ok_or("no MemTotal line")?;
     let available =

@@ -141,14 +141,26 @@ impl ProcFile {
 
     /// The file's whole text now.
     pub fn read(&mut self) -> Result<&str, CollectError> {
-        let len = self.fill().map_err(|source| {
+        let len = self.fill_or_close()?;
+        self.text(len)
+    }
+
+    /// Reads the file into `buf`; on an error, closes it and names it.
+    fn fill_or_close(&mut self) -> Result<usize, CollectError> {
+        self.fill().map_err(|source| {
             self.file = None;
             CollectError::Io {
                 path: self.path.clone(),
                 source,
             }
-        })?;
-        self.text(len)
+        })
+    }
+
+    /// The file's path and its whole text now, for parsers that name the
+    /// file in an error while they still hold the text.
+    pub fn read_with_path(&mut self) -> Result<(&Path, &str), CollectError> {
+        let len = self.fill_or_close()?;
+        Ok((&self.path, self.text(len)?))
     }
 
     /// The file's whole text now, `None` when it is absent.
@@ -175,6 +187,15 @@ impl ProcFile {
     }
 
     /// Reads the file from offset 0 into `buf`; the length read.
+    ///
+    /// A first read shorter than [`SURELY_WHOLE`] is the whole file, so the
+    /// read that would return end of file is skipped (one syscall per file
+    /// per cycle). A /proc file is a seq_file: one read returns every
+    /// record that fits in the kernel's buffer, at least a page, and stops
+    /// short of the caller's buffer only when the next record does not fit
+    /// there, so a read that stopped early holds more than a page less one
+    /// record (records here are lines of < 2 KiB). A regular file (a
+    /// fixture) and a sysfs attribute come whole in one read.
     fn fill(&mut self) -> std::io::Result<usize> {
         use std::os::unix::fs::FileExt;
         let file = match &self.file {
@@ -190,13 +211,18 @@ impl ProcFile {
                 self.buf.resize(len * 2, 0);
             }
             let n = file.read_at(self.buf.get_mut(len..).unwrap_or_default(), len as u64)?;
-            if n == 0 {
-                return Ok(len);
+            if n == 0 || (len == 0 && n < SURELY_WHOLE) {
+                return Ok(len + n);
             }
             len += n;
         }
     }
 }
+
+/// A first read of a /proc file shorter than this is the whole file (see
+/// [`ProcFile::fill`]): half a page, so a record up to 2 KiB long could not
+/// have made the kernel stop early.
+const SURELY_WHOLE: usize = 2048;
 
 /// A source of readings, called once per cycle.
 pub trait Collector: Send {

@@ -4,18 +4,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use procfs_core::net::InterfaceDeviceStatus;
-use procfs_core::{FromRead, ProcError};
-
 use serde::Deserialize;
 
 use super::filter::NameFilter;
 use super::ifaddr::{self, Addresses, ByInterface};
 use super::CollectorSection;
-use super::{rate_per_second, read_parsed, CollectError, Collector, ProcFile, Tick};
+use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, Kind, Reading};
+use crate::reading::{key, label, Kind, Labels, PartLabels, Reading};
 
 /// How long the addresses are reused: a netlink dump and an if_inet6 read
 /// every cycle cost a quarter of a cycle, and addresses change rarely. An
@@ -41,6 +38,8 @@ pub struct NetworkCollector {
     dump_ipv4: fn(&mut ByInterface) -> std::io::Result<()>,
     /// The IPv4 dump failure has been logged (once, and its recovery once).
     ipv4_failing: bool,
+    /// Each interface's reading keys and names ([`network_labels`]).
+    labels: Labels,
 }
 
 /// Cumulative bytes of one interface at one moment.
@@ -78,31 +77,38 @@ impl NetworkCollector {
                 |_| Ok(())
             },
             ipv4_failing: false,
+            labels: Labels::default(),
         }
     }
+}
 
-    /// Every interface's addresses. Missing addresses are not a failed
-    /// cycle: the counters still count, the address entity shows none.
-    fn read_addresses(&mut self) -> ByInterface {
-        let mut out = ByInterface::new();
-        match ((self.dump_ipv4)(&mut out), self.ipv4_failing) {
-            (Err(error), false) => {
-                tracing::warn!(%error, "cannot ask the kernel for IPv4 addresses (rtnetlink); address entities show IPv6 only");
-                self.ipv4_failing = true;
-            }
-            (Ok(()), true) => {
-                tracing::info!("IPv4 addresses readable again");
-                self.ipv4_failing = false;
-            }
-            _ => {}
+/// Every interface's addresses. Missing addresses are not a failed cycle:
+/// the counters still count, the address entity shows none. Takes the
+/// collector's parts, so it can run while the collector holds the text of
+/// /proc/net/dev.
+fn read_addresses(
+    dump_ipv4: fn(&mut ByInterface) -> std::io::Result<()>,
+    ipv4_failing: &mut bool,
+    if_inet6: &mut ProcFile,
+) -> ByInterface {
+    let mut out = ByInterface::new();
+    match (dump_ipv4(&mut out), *ipv4_failing) {
+        (Err(error), false) => {
+            tracing::warn!(%error, "cannot ask the kernel for IPv4 addresses (rtnetlink); address entities show IPv6 only");
+            *ipv4_failing = true;
         }
-        // No file: no IPv6 in this kernel. An unreadable /proc fails the
-        // counters below loudly, so it is not reported twice.
-        if let Ok(Some(text)) = self.if_inet6.read_optional() {
-            ifaddr::add_if_inet6(text, &mut out);
+        (Ok(()), true) => {
+            tracing::info!("IPv4 addresses readable again");
+            *ipv4_failing = false;
         }
-        out
+        _ => {}
     }
+    // No file: no IPv6 in this kernel. An unreadable /proc fails the
+    // counters below loudly, so it is not reported twice.
+    if let Ok(Some(text)) = if_inet6.read_optional() {
+        ifaddr::add_if_inet6(text, &mut out);
+    }
+    out
 }
 
 impl Collector for NetworkCollector {
@@ -111,37 +117,43 @@ impl Collector for NetworkCollector {
     }
 
     fn collect(&mut self, tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        let status = read_parsed(&mut self.net_dev, parse_net_dev)?;
-        // procfs-core hands back a map; sorting keeps entity order stable.
-        let mut interfaces: Vec<_> = status
-            .0
-            .into_values()
-            .filter(|d| self.interfaces.allows(&d.name))
-            .collect();
-        interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let (path, text) = self.net_dev.read_with_path()?;
+        let mut interfaces = Vec::new();
+        for line in text.lines() {
+            if let Some(dev) = parse_net_dev_line(line).map_err(|e| CollectError::parse(path, e))? {
+                if self.interfaces.allows(dev.name) {
+                    interfaces.push(dev);
+                }
+            }
+        }
+        // The kernel lists interfaces by hash; sorting keeps entity order stable.
+        interfaces.sort_by(|a, b| a.name.cmp(b.name));
         let stale = match &self.addresses {
             Some((at, _)) => {
                 tick.mono.saturating_duration_since(*at) >= ADDRESS_REFRESH
-                    || interfaces.iter().any(|d| !self.prev.contains_key(&d.name))
+                    || interfaces.iter().any(|d| !self.prev.contains_key(d.name))
             }
             None => true,
         };
         if stale {
-            self.addresses = Some((tick.mono, self.read_addresses()));
+            let addresses = read_addresses(self.dump_ipv4, &mut self.ipv4_failing, &mut self.if_inet6);
+            self.addresses = Some((tick.mono, addresses));
         }
         let (read_at, addresses) = self.addresses.take().unwrap_or((tick.mono, ByInterface::new()));
         let mut next = HashMap::with_capacity(interfaces.len());
         for dev in interfaces {
             let now = InterfaceCounters {
-                received_bytes: dev.recv_bytes,
+                received_bytes: dev.received_bytes,
                 sent_bytes: dev.sent_bytes,
                 at: tick.mono,
             };
-            out.extend(network_readings(&dev.name, self.prev.get(&dev.name), &now));
-            out.push(address_reading(&dev.name, addresses.get(&dev.name)));
-            next.insert(dev.name, now);
+            let labels = self.labels.of(dev.name, network_labels);
+            out.extend(labelled_network_readings(labels, self.prev.get(dev.name), &now));
+            out.push(labelled_address_reading(labels, addresses.get(dev.name)));
+            next.insert(dev.name.to_string(), now);
         }
         self.prev = next;
+        self.labels.sweep();
         self.addresses = Some((read_at, addresses));
         Ok(())
     }
@@ -151,9 +163,59 @@ fn is_symlink(path: &std::path::Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// Parses /proc/net/dev with procfs-core.
-pub fn parse_net_dev(text: &str) -> Result<InterfaceDeviceStatus, ProcError> {
-    InterfaceDeviceStatus::from_read(text.as_bytes())
+/// The counters of one /proc/net/dev line that the readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetDevLine<'a> {
+    /// The interface's name.
+    pub name: &'a str,
+    /// Bytes received (the first receive column).
+    pub received_bytes: u64,
+    /// Bytes sent (the first transmit column, the ninth number).
+    pub sent_bytes: u64,
+}
+
+/// Parses every line of /proc/net/dev (see [`parse_net_dev_line`]).
+pub fn parse_net_dev(text: &str) -> Result<Vec<NetDevLine<'_>>, String> {
+    text.lines()
+        .filter_map(|line| parse_net_dev_line(line).transpose())
+        .collect()
+}
+
+/// Parses one /proc/net/dev line (`  eth0: bytes packets errs drop fifo
+/// frame compressed multicast bytes packets …`, sixteen numbers); `None`
+/// for the two header lines, which have no `:`. Only the two figures
+/// used are parsed, without allocating.
+pub fn parse_net_dev_line(line: &str) -> Result<Option<NetDevLine<'_>>, String> {
+    let Some((name, numbers)) = line.split_once(':') else {
+        return Ok(None);
+    };
+    let bad = || format!("not a net/dev line: {line}");
+    let mut fields = numbers.split_ascii_whitespace();
+    let received_bytes = fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+    let sent_bytes = fields.nth(7).and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+    if fields.nth(6).is_none() {
+        return Err(bad());
+    }
+    Ok(Some(NetDevLine {
+        name: name.trim(),
+        received_bytes,
+        sent_bytes,
+    }))
+}
+
+/// The keys and names of interface `name`'s readings: received, sent,
+/// total received, total sent, address.
+pub fn network_labels(name: &str) -> PartLabels {
+    [
+        ("rx", "received"),
+        ("tx", "sent"),
+        ("rx_total", "total received"),
+        ("tx_total", "total sent"),
+        ("address", "address"),
+    ]
+    .iter()
+    .map(|(k, n)| (key(&["net", name, k]), format!("Network {name} {n}")))
+    .collect()
 }
 
 /// The receive and send rates of interface `name` since `prev` (missing
@@ -165,36 +227,29 @@ pub fn network_readings(
     prev: Option<&InterfaceCounters>,
     now: &InterfaceCounters,
 ) -> [Reading; 4] {
+    labelled_network_readings(&network_labels(name), prev, now)
+}
+
+/// [`network_readings`] with the interface's [`network_labels`].
+fn labelled_network_readings(
+    labels: &[(String, String)],
+    prev: Option<&InterfaceCounters>,
+    now: &InterfaceCounters,
+) -> [Reading; 4] {
     let rx = rate_per_second(
         prev.map(|p| (p.received_bytes, p.at)),
         (now.received_bytes, now.at),
     );
     let tx = rate_per_second(prev.map(|p| (p.sent_bytes, p.at)), (now.sent_bytes, now.at));
+    let reading = |i, kind, value: crate::reading::Value| {
+        let (key, name) = label(labels, i);
+        Reading::new(key, name, kind, value)
+    };
     [
-        Reading::new(
-            key(&["net", name, "rx"]),
-            format!("Network {name} received"),
-            Kind::BytesPerSecond,
-            rx,
-        ),
-        Reading::new(
-            key(&["net", name, "tx"]),
-            format!("Network {name} sent"),
-            Kind::BytesPerSecond,
-            tx,
-        ),
-        Reading::new(
-            key(&["net", name, "rx_total"]),
-            format!("Network {name} total received"),
-            Kind::BytesTotal,
-            now.received_bytes,
-        ),
-        Reading::new(
-            key(&["net", name, "tx_total"]),
-            format!("Network {name} total sent"),
-            Kind::BytesTotal,
-            now.sent_bytes,
-        ),
+        reading(0, Kind::BytesPerSecond, rx.into()),
+        reading(1, Kind::BytesPerSecond, tx.into()),
+        reading(2, Kind::BytesTotal, now.received_bytes.into()),
+        reading(3, Kind::BytesTotal, now.sent_bytes.into()),
     ]
 }
 
@@ -202,6 +257,11 @@ pub fn network_readings(
 /// non-link-local IPv6: the one people copy, a tailnet's 100.x.y.z), with
 /// every address as attributes. Diagnostic: it rarely changes.
 pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
+    labelled_address_reading(&network_labels(name), addresses)
+}
+
+/// [`address_reading`] with the interface's [`network_labels`].
+fn labelled_address_reading(labels: &[(String, String)], addresses: Option<&Addresses>) -> Reading {
     let empty = Addresses::default();
     let a = addresses.unwrap_or(&empty);
     let mut attrs = serde_json::Map::new();
@@ -217,15 +277,11 @@ pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
     let value = a
         .primary()
         .map_or(crate::reading::Value::Missing, crate::reading::Value::Text);
-    Reading::new(
-        key(&["net", name, "address"]),
-        format!("Network {name} address"),
-        Kind::Text,
-        value,
-    )
-    .diagnostic()
-    .steady()
-    .with_attributes(attrs)
+    let (key, name) = label(labels, 4);
+    Reading::new(key, name, Kind::Text, value)
+        .diagnostic()
+        .steady()
+        .with_attributes(attrs)
 }
 
 /// Network throughput per interface.
@@ -298,6 +354,29 @@ mod tests {
             .into_iter()
             .filter(|(k, _)| k.ends_with("_rx") || k.ends_with("_tx"))
             .collect()
+    }
+
+    #[test]
+    fn a_net_dev_line_gives_its_name_and_byte_counters_and_garbage_is_an_error() {
+        let line = "  eth0: 1915957 1302 0 0 0 0 0 0 16207 190 0 0 0 0 0 0";
+        assert_eq!(
+            parse_net_dev_line(line),
+            Ok(Some(NetDevLine {
+                name: "eth0",
+                received_bytes: 1_915_957,
+                sent_bytes: 16_207
+            }))
+        );
+        assert_eq!(parse_net_dev_line("Inter-|   Receive |  Transmit"), Ok(None));
+        assert!(parse_net_dev_line("eth0: 1 2 3").is_err());
+        assert!(parse_net_dev_line("eth0: x 0 0 0 0 0 0 0 1 0 0 0 0 0 0 0").is_err());
+        let text = std::fs::read_to_string(fixture("proc/vm/t0/net/dev")).expect("fixture");
+        let names: Vec<_> = parse_net_dev(&text)
+            .expect("parse")
+            .iter()
+            .map(|d| d.name)
+            .collect();
+        assert!(names.contains(&"eth0") && names.contains(&"lo"), "{names:?}");
     }
 
     #[test]

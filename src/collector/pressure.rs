@@ -3,18 +3,33 @@
 //! for the resource. Kernels before 4.20, or booted with `psi=0`, have no
 //! /proc/pressure; that is nothing to report, not an error.
 
-use procfs_core::{parse_pressure_record, ProcError};
-
-use super::{widen_f32, CollectError, Collector, ProcFile, Tick};
+use super::{CollectError, Collector, ProcFile, Tick};
 use crate::host::HostPaths;
 use crate::reading::{Kind, Reading};
 
-/// The resources /proc/pressure reports on: file name, key part, name.
-const RESOURCES: [(&str, &str, &str); 3] = [
-    ("cpu", "cpu", "CPU"),
-    ("memory", "memory", "Memory"),
-    ("io", "io", "I/O"),
+/// The resources /proc/pressure reports on: file name, then the key and
+/// name of the `some` and the `full` reading (fixed text, not formatted
+/// every cycle).
+const RESOURCES: [(&str, Names, Names); 3] = [
+    (
+        "cpu",
+        ("pressure_cpu_some", "CPU pressure (some)"),
+        ("pressure_cpu_full", "CPU pressure (full)"),
+    ),
+    (
+        "memory",
+        ("pressure_memory_some", "Memory pressure (some)"),
+        ("pressure_memory_full", "Memory pressure (full)"),
+    ),
+    (
+        "io",
+        ("pressure_io_some", "I/O pressure (some)"),
+        ("pressure_io_full", "I/O pressure (full)"),
+    ),
 ];
+
+/// A reading's key and name.
+type Names = (&'static str, &'static str);
 
 /// Reports the 60 s stall averages.
 #[derive(Debug)]
@@ -48,7 +63,7 @@ impl Collector for PressureCollector {
     }
 
     fn collect(&mut self, _tick: &Tick, out: &mut Vec<Reading>) -> Result<(), CollectError> {
-        for ((_, key_part, label), file) in RESOURCES.iter().zip(&mut self.files) {
+        for ((_, some, full), file) in RESOURCES.iter().zip(&mut self.files) {
             let text = match file.read_optional() {
                 Ok(Some(text)) => text,
                 // Absent, or present but switched off (EOPNOTSUPP with psi=0
@@ -60,49 +75,68 @@ impl Collector for PressureCollector {
                 Err(e) => return Err(e),
             };
             let pressure = parse_pressure(text).map_err(|e| CollectError::parse(file.path(), e))?;
-            out.extend(pressure_readings(key_part, label, &pressure));
+            out.extend(pressure_readings(*some, *full, &pressure));
         }
         Ok(())
     }
 }
 
 /// Parses one pressure file: a `some` line and, except for cpu on kernels
-/// before 5.13, a `full` line. procfs-core's `CpuPressure` insists on both,
-/// so we use its per-line parser instead.
-pub fn parse_pressure(text: &str) -> Result<Pressure, ProcError> {
+/// before 5.13, a `full` line, each `avg10=… avg60=… avg300=… total=…`.
+/// Only avg60 is used, but every field must be there and be a number.
+/// The kernel writes the averages with two decimals, which parse to the
+/// same `f64` as that decimal text.
+pub fn parse_pressure(text: &str) -> Result<Pressure, String> {
     let mut some = None;
     let mut full = None;
     for line in text.lines() {
-        // procfs-core slices past the 5-byte prefix; checking for the
-        // trailing space first keeps a truncated line from panicking it.
-        if line.starts_with("some ") {
-            some = Some(widen_f32(parse_pressure_record(line)?.avg60));
-        } else if line.starts_with("full ") {
-            full = Some(widen_f32(parse_pressure_record(line)?.avg60));
+        if let Some(rest) = line.strip_prefix("some ") {
+            some = Some(parse_avg60(rest)?);
+        } else if let Some(rest) = line.strip_prefix("full ") {
+            full = Some(parse_avg60(rest)?);
         }
     }
-    let some_percent = some.ok_or(ProcError::Incomplete(None))?;
+    let some_percent = some.ok_or("no some line")?;
     Ok(Pressure {
         some_percent,
         full_percent: full,
     })
 }
 
-/// The readings of one resource (`key_part` "cpu", `label` "CPU").
-pub fn pressure_readings(key_part: &str, label: &str, p: &Pressure) -> Vec<Reading> {
-    let mut out = vec![Reading::new(
-        format!("pressure_{key_part}_some"),
-        format!("{label} pressure (some)"),
-        Kind::Percent,
-        p.some_percent,
-    )];
-    if let Some(full) = p.full_percent {
-        out.push(Reading::new(
-            format!("pressure_{key_part}_full"),
-            format!("{label} pressure (full)"),
-            Kind::Percent,
-            full,
-        ));
+/// The avg60 of one record's fields (`avg10=0.00 avg60=1.23 avg300=0.50 total=123`).
+fn parse_avg60(fields: &str) -> Result<f64, String> {
+    let mut avg60 = None;
+    let mut seen = 0;
+    for field in fields.split_ascii_whitespace() {
+        let (name, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("not name=value: {field}"))?;
+        let number = |v: &str| v.parse::<f64>().map_err(|_| format!("{name}: not a number"));
+        match name {
+            "avg10" | "avg300" => {
+                number(value)?;
+            }
+            "avg60" => avg60 = Some(number(value)?),
+            "total" => {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| "total: not a number".to_string())?;
+            }
+            _ => continue,
+        }
+        seen += 1;
+    }
+    match avg60 {
+        Some(v) if seen == 4 => Ok(v),
+        _ => Err("incomplete record".into()),
+    }
+}
+
+/// The readings of one resource: `some` always, `full` where the file has it.
+pub fn pressure_readings(some: Names, full: Names, p: &Pressure) -> Vec<Reading> {
+    let mut out = vec![Reading::new(some.0, some.1, Kind::Percent, p.some_percent)];
+    if let Some(v) = p.full_percent {
+        out.push(Reading::new(full.0, full.1, Kind::Percent, v));
     }
     out
 }

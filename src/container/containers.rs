@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 /// How often the source looks for a container engine socket while there
 /// is none.
@@ -295,17 +294,18 @@ impl ContainersSource {
     /// [`ABSENT_RECHECK`]: two failing stats and a wake-up of their own each
     /// cycle were a tenth of a quiet cycle's cost.
     pub async fn run(mut self, ctx: SourceContext, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first cycle at once (the agent waits for it), then on the
+        // agent's ticks, so each shares their wake-up.
         loop {
-            ticker.tick().await;
             let state = self.cycle().await;
             let absent = !self.present && state.readings.is_empty();
             ctx.publish(state, false);
-            if absent && interval < ABSENT_RECHECK {
-                tokio::time::sleep(ABSENT_RECHECK - interval).await;
-                ticker.reset();
-            }
+            let every = if absent {
+                interval.max(ABSENT_RECHECK)
+            } else {
+                interval
+            };
+            crate::source::sleep_on_grid(every).await;
         }
     }
 }

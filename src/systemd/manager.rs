@@ -117,7 +117,7 @@ impl ManagerSource {
             // A bus that appears later is found within a minute; a stat and
             // a wake-up of its own each cycle cost more than that is worth.
             while self.nothing_here() {
-                tokio::time::sleep(self.resync.max(NO_BUS_RECHECK)).await;
+                crate::source::sleep_on_grid(self.resync.max(NO_BUS_RECHECK)).await;
             }
         }
         let mut health = Health::new(name);

@@ -201,7 +201,8 @@ impl RebootSource {
                 },
                 false,
             );
-            tokio::time::sleep(self.every).await;
+            // On the agent's ticks, so the check shares their wake-up.
+            crate::source::sleep_on_grid(self.every).await;
         }
     }
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Instructions per cycle of `host2mqtt run` (user space), counted by
+# callgrind: repeatable on a busy machine, where CPU time is not. A
+# measurement, not a test.
+#
+#   bench/instructions.sh BINARY [CYCLES]     # e.g. a build with debug info:
+#   CARGO_TARGET_DIR=target-prof CARGO_PROFILE_RELEASE_STRIP=false \
+#       CARGO_PROFILE_RELEASE_DEBUG=1 cargo build --release
+#   bench/instructions.sh target-prof/release/host2mqtt 20
+#   callgrind_annotate --inclusive=yes /tmp/h2m-ir.*/cg.out.<n>   # where
+#
+# The agent runs under valgrind against a private Mosquitto at a 1 s
+# interval with the default config on / and the first interface (as
+# bench/footprint.sh). After BENCH_WARMUP state messages (25: past the
+# one-off work of the first 20 s, the SMART scan and the NVIDIA probe),
+# the counters are zeroed, then dumped 0.3 s after each of CYCLES state
+# messages, so each dump holds one cycle and what its wake-up ran. Prints
+# the median, min and max instructions per cycle (a cycle that happens to
+# re-read the mount table or rebuild discovery lands at the max).
+set -euo pipefail
+BIN=$1
+CYCLES=${2:-20}
+WARMUP=${BENCH_WARMUP:-25}
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
+command -v mosquitto_sub >/dev/null || { echo "needs mosquitto and mosquitto-clients"; exit 1; }
+
+work=$(mktemp -d /tmp/h2m-ir.XXXXXX)
+chmod 777 "$work"  # mosquitto drops to its own user and writes its log here
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s/mosquitto.log\n' \
+    "$port" "$work" > "$work/mosquitto.conf"
+chmod 644 "$work/mosquitto.conf"
+mosquitto -c "$work/mosquitto.conf" & pids+=($!)
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+
+iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
+cat > "$work/agent.toml" <<CONF
+interval = "1s"
+node_id = "bench_ir"
+[mqtt]
+host = "127.0.0.1"
+port = $port
+[collectors.disk]
+mount_points_include = ["/"]
+[collectors.network]
+interfaces_include = ["$iface"]
+CONF
+
+mosquitto_sub -h 127.0.0.1 -p "$port" -t host2mqtt/bench_ir/state -F '%U' > "$work/states" & pids+=($!)
+HOST2MQTT_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    "$BIN" --config "$work/agent.toml" run 2> "$work/valgrind.log" &
+vg=$!
+pids+=($vg)
+states() { wc -l < "$work/states"; }
+while [ "$(states)" -lt "$WARMUP" ]; do sleep 0.05; done
+callgrind_control -z "$vg" > /dev/null 2>&1
+start=$(states)
+for i in $(seq "$CYCLES"); do
+    while [ "$(states)" -lt $((start + i)) ]; do sleep 0.02; done
+    sleep 0.3
+    callgrind_control -d "$vg" > /dev/null 2>&1
+done
+for f in "$work"/cg.out.*; do
+    callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
+done | sort -n > "$work/per-cycle"
+awk -v bin="$BIN" -v dir="$work" '{a[NR] = $1} END {
+    printf "%s: median %d instructions per cycle (min %d, max %d, %d cycles); dumps in %s\n",
+        bin, a[int((NR + 1) / 2)], a[1], a[NR], NR, dir }' "$work/per-cycle"
