@@ -1,5 +1,6 @@
 //! The `host2mqtt` command: `run`, `check`, `purge`, `dashboard`.
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -151,19 +152,23 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
             topics.push(text);
             continue;
         }
-        let (flag, inline) = match text.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => match text
-                .strip_prefix("-c")
-                .filter(|v| !v.is_empty() && !text.starts_with("--"))
-            {
-                Some(v) => ("-c".to_string(), Some(v.to_string())),
-                None => (text.clone(), None),
-            },
+        // `--name=value`, `-cvalue`, `-c=value`; the value keeps its bytes.
+        let bytes = arg.as_bytes();
+        let (flag, inline) = match bytes.iter().position(|&b| b == b'=') {
+            Some(at) if text.starts_with("--") => (
+                text.get(..at).unwrap_or_default().to_string(),
+                bytes.get(at + 1..),
+            ),
+            _ if bytes.len() > 2 && bytes.starts_with(b"-c") => {
+                let v = &bytes[2..];
+                ("-c".to_string(), Some(v.strip_prefix(b"=").unwrap_or(v)))
+            }
+            _ => (text.clone(), None),
         };
+        let inline = inline.map(|v| std::ffi::OsString::from_vec(v.to_vec()));
         let mut value = |name: &str| -> Result<std::ffi::OsString, Exit> {
             if let Some(v) = inline.clone() {
-                return Ok(v.into());
+                return Ok(v);
             }
             match args.next() {
                 Some(v) if !(v.to_string_lossy().starts_with('-') && v.len() > 1) => Ok(v),
