@@ -10,6 +10,7 @@
 //! documentation; `config/host2mqtt.toml` repeats every key with its
 //! default.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -429,6 +430,10 @@ pub fn is_topic_safe(s: &str) -> bool {
 /// naming the key; values from the environment are strings converted to
 /// the key's type. `env` is passed in so tests do not touch the process
 /// environment. Validation is the caller's.
+///
+/// Both go through one table and one deserializer ([`Lenient`]): a second
+/// (strict TOML straight into `T`) would repeat every section's
+/// deserialization code in the binary.
 pub fn load<T: DeserializeOwned>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
@@ -440,11 +445,6 @@ pub fn load<T: DeserializeOwned>(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        // Strict first: "1883" for a port is an error in the file, and
-        // the error points at the line, so it names the key.
-        if let Err(e) = toml::from_str::<T>(&text) {
-            return Err(describe_toml(&e, &text, path));
-        }
         table = toml::from_str(&text).map_err(|e| describe_toml(&e, &text, path))?;
         where_ = format!(" (in {})", path.display());
     }
@@ -453,25 +453,35 @@ pub fn load<T: DeserializeOwned>(
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
         .collect();
     env.sort();
+    let mut from_env = HashSet::new();
     for (name, value) in env {
-        merge_env(&mut table, &name, value)?;
+        from_env.insert(merge_env(&mut table, &name, value)?);
     }
     T::deserialize(Lenient {
         value: toml::Value::Table(table),
         key: String::new(),
+        from_env: &from_env,
     })
-    .map_err(|e| match e.key {
-        Some(key) => ConfigError::Key {
-            key,
-            message: format!("{}{where_}", e.message),
-        },
-        None => ConfigError::Invalid(format!("{}{where_}", e.message)),
+    .map_err(|e| {
+        // An error about a key set in the environment is not "in" the file.
+        let where_ = match &e.key {
+            Some(k) if from_env.contains(k) => "",
+            _ => where_.as_str(),
+        };
+        match e.key {
+            Some(key) => ConfigError::Key {
+                key,
+                message: format!("{}{where_}", e.message),
+            },
+            None => ConfigError::Invalid(format!("{}{where_}", e.message)),
+        }
     })
 }
 
 /// Puts `HOST2MQTT__SECTION__KEY=value` into `table` at `section.key`
-/// (lower case, as a string: [`Lenient`] converts it to the key's type).
-fn merge_env(table: &mut toml::Table, name: &str, value: String) -> Result<(), ConfigError> {
+/// (lower case, as a string: [`Lenient`] converts it to the key's type)
+/// and returns that dotted key.
+fn merge_env(table: &mut toml::Table, name: &str, value: String) -> Result<String, ConfigError> {
     let path: Vec<String> = name
         .get(ENV_PREFIX.len() + 2..)
         .unwrap_or_default()
@@ -498,7 +508,7 @@ fn merge_env(table: &mut toml::Table, name: &str, value: String) -> Result<(), C
         at = next;
     }
     at.insert(leaf.clone(), toml::Value::String(value));
-    Ok(())
+    Ok(path.join("."))
 }
 
 /// An error from [`Lenient`]: serde's message and the dotted key it is about.
@@ -525,17 +535,27 @@ impl serde::de::Error for LoadError {
     }
 }
 
-/// The merged file and environment as serde input: strings become the
-/// number, switch or float the key asks for ("8883", "false"), the way
-/// environment values are read; everything else is as TOML gives it (the
-/// file alone was already read strictly). Errors carry the dotted key.
-struct Lenient {
+/// The merged file and environment as serde input. A value from the
+/// environment is a string that becomes the number, switch or float its
+/// key asks for ("8883", "false"); a value from the file is taken as TOML
+/// typed it ("1883" for a port is an error). Errors carry the dotted key.
+struct Lenient<'a> {
     value: toml::Value,
     /// The dotted key of `value` (empty at the root).
     key: String,
+    /// The dotted keys whose values came from the environment.
+    from_env: &'a HashSet<String>,
 }
 
-impl Lenient {
+impl Lenient<'_> {
+    /// The string to convert, when the value is one from the environment.
+    fn env_string(&self) -> Option<&str> {
+        match &self.value {
+            toml::Value::String(s) if self.from_env.contains(&self.key) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Names `self.key` in an error that does not name a deeper key yet.
     fn at(&self, e: LoadError) -> LoadError {
         name_key(e, &self.key)
@@ -564,23 +584,24 @@ fn child_key(parent: &str, name: &str) -> String {
 macro_rules! lenient_number {
     ($($method:ident => $ty:ty, $visit:ident;)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
-            let result = match &self.value {
-                toml::Value::String(s) => match s.trim().parse::<$ty>() {
-                    Ok(n) => visitor.$visit(n),
-                    Err(_) => visitor.visit_str(s),
-                },
-                _ => return self.deserialize_any(visitor),
+            let Some(s) = self.env_string() else {
+                return self.deserialize_any(visitor);
+            };
+            let result = match s.trim().parse::<$ty>() {
+                Ok(n) => visitor.$visit(n),
+                Err(_) => visitor.visit_str(s),
             };
             result.map_err(|e| self.at(e))
         }
     )*};
 }
 
-impl<'de> Deserializer<'de> for Lenient {
+impl<'de> Deserializer<'de> for Lenient<'_> {
     type Error = LoadError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
         let key = self.key.clone();
+        let from_env = self.from_env;
         let result = match self.value {
             toml::Value::String(s) => visitor.visit_string(s),
             toml::Value::Integer(n) => visitor.visit_i64(n),
@@ -590,12 +611,14 @@ impl<'de> Deserializer<'de> for Lenient {
             toml::Value::Array(items) => visitor.visit_seq(LenientSeq {
                 items: items.into_iter(),
                 key: key.clone(),
+                from_env,
             }),
             toml::Value::Table(t) => visitor.visit_map(LenientMap {
                 entries: t.into_iter(),
                 value: None,
                 key: key.clone(),
                 current: String::new(),
+                from_env,
             }),
         };
         result.map_err(|e| name_key(e, &key))
@@ -615,7 +638,7 @@ impl<'de> Deserializer<'de> for Lenient {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
-        let toml::Value::String(s) = &self.value else {
+        let Some(s) = self.env_string() else {
             return self.deserialize_any(visitor);
         };
         // What the `config` crate accepted before.
@@ -641,18 +664,16 @@ impl<'de> Deserializer<'de> for Lenient {
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        name: &'static str,
-        variants: &'static [&'static str],
+        _name: &'static str,
+        _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, LoadError> {
-        // Unit variants are strings in both sources; TOML knows the rest.
-        let key = self.key.clone();
-        self.value
-            .deserialize_enum(name, variants, visitor)
-            .map_err(|e| LoadError {
-                key: Some(key).filter(|k| !k.is_empty()),
-                message: e.message().trim().to_string(),
-            })
+        // Every enum in the configuration is a choice of names (unit variants).
+        let result = match self.value {
+            toml::Value::String(ref s) => visitor.visit_enum(s.clone().into_deserializer()),
+            _ => return self.deserialize_any(visitor),
+        };
+        result.map_err(|e| self.at(e))
     }
 
     serde::forward_to_deserialize_any! {
@@ -662,12 +683,13 @@ impl<'de> Deserializer<'de> for Lenient {
 }
 
 /// An array of [`Lenient`] items.
-struct LenientSeq {
+struct LenientSeq<'a> {
     items: std::vec::IntoIter<toml::Value>,
     key: String,
+    from_env: &'a HashSet<String>,
 }
 
-impl<'de> SeqAccess<'de> for LenientSeq {
+impl<'de> SeqAccess<'de> for LenientSeq<'_> {
     type Error = LoadError;
 
     fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, LoadError> {
@@ -677,6 +699,7 @@ impl<'de> SeqAccess<'de> for LenientSeq {
                 seed.deserialize(Lenient {
                     value,
                     key: self.key.clone(),
+                    from_env: self.from_env,
                 })
             })
             .transpose()
@@ -684,16 +707,17 @@ impl<'de> SeqAccess<'de> for LenientSeq {
 }
 
 /// A table of [`Lenient`] values; an unknown field is named with its table.
-struct LenientMap {
+struct LenientMap<'a> {
     entries: toml::map::IntoIter<String, toml::Value>,
     value: Option<toml::Value>,
     /// The table's dotted key.
     key: String,
     /// The dotted key of the entry being read.
     current: String,
+    from_env: &'a HashSet<String>,
 }
 
-impl<'de> MapAccess<'de> for LenientMap {
+impl<'de> MapAccess<'de> for LenientMap<'_> {
     type Error = LoadError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, LoadError> {
@@ -712,6 +736,7 @@ impl<'de> MapAccess<'de> for LenientMap {
         seed.deserialize(Lenient {
             value,
             key: self.current.clone(),
+            from_env: self.from_env,
         })
     }
 }
