@@ -10,10 +10,13 @@
 //! documentation; `config/host2mqtt.toml` repeats every key with its
 //! default.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
 
 pub use crate::error::ConfigError;
@@ -427,37 +430,315 @@ pub fn is_topic_safe(s: &str) -> bool {
 /// naming the key; values from the environment are strings converted to
 /// the key's type. `env` is passed in so tests do not touch the process
 /// environment. Validation is the caller's.
+///
+/// Both go through one table and one deserializer ([`Lenient`]): a second
+/// (strict TOML straight into `T`) would repeat every section's
+/// deserialization code in the binary.
 pub fn load<T: DeserializeOwned>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
-    let mut builder = config::Config::builder();
+    let mut table = toml::Table::new();
+    let mut where_ = String::new();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        // The `config` crate converts "1883" to 1883 and "yes" to true
-        // from any source; the file must say what it means.
-        if let Err(e) = toml::from_str::<T>(&text) {
-            return Err(describe_toml(&e, &text, path));
-        }
-        builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        table = toml::from_str(&text).map_err(|e| describe_toml(&e, &text, path))?;
+        where_ = format!(" (in {})", path.display());
     }
-    let env: config::Map<String, String> = env
+    let mut env: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
         .collect();
-    let environment = config::Environment::with_prefix(ENV_PREFIX)
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(env));
-    let built = builder
-        .add_source(environment)
-        .build()
-        .map_err(|e| describe(e, file))?;
-    built.try_deserialize().map_err(|e| describe(e, file))
+    env.sort();
+    let mut from_env = HashSet::new();
+    for (name, value) in env {
+        from_env.insert(merge_env(&mut table, &name, value)?);
+    }
+    T::deserialize(Lenient {
+        value: toml::Value::Table(table),
+        key: String::new(),
+        from_env: &from_env,
+    })
+    .map_err(|e| {
+        // An error about a key set in the environment is not "in" the file.
+        let where_ = match &e.key {
+            Some(k) if from_env.contains(k) => "",
+            _ => where_.as_str(),
+        };
+        match e.key {
+            Some(key) => ConfigError::Key {
+                key,
+                message: format!("{}{where_}", e.message),
+            },
+            None => ConfigError::Invalid(format!("{}{where_}", e.message)),
+        }
+    })
+}
+
+/// Puts `HOST2MQTT__SECTION__KEY=value` into `table` at `section.key`
+/// (lower case, as a string: [`Lenient`] converts it to the key's type)
+/// and returns that dotted key.
+fn merge_env(table: &mut toml::Table, name: &str, value: String) -> Result<String, ConfigError> {
+    let path: Vec<String> = name
+        .get(ENV_PREFIX.len() + 2..)
+        .unwrap_or_default()
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let Some((leaf, parents)) = path.split_last().filter(|_| path.iter().all(|p| !p.is_empty())) else {
+        return Err(ConfigError::key(
+            name,
+            format!("expected an environment variable named {ENV_PREFIX}__<SECTION>__<KEY>"),
+        ));
+    };
+    let mut at = table;
+    for part in parents {
+        let slot = at
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !slot.is_table() {
+            *slot = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = slot else {
+            return Err(ConfigError::key(name, "expected a table"));
+        };
+        at = next;
+    }
+    at.insert(leaf.clone(), toml::Value::String(value));
+    Ok(path.join("."))
+}
+
+/// An error from [`Lenient`]: serde's message and the dotted key it is about.
+#[derive(Debug)]
+struct LoadError {
+    key: Option<String>,
+    message: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl serde::de::Error for LoadError {
+    fn custom<M: std::fmt::Display>(msg: M) -> Self {
+        LoadError {
+            key: None,
+            message: msg.to_string(),
+        }
+    }
+}
+
+/// The merged file and environment as serde input. A value from the
+/// environment is a string that becomes the number, switch or float its
+/// key asks for ("8883", "false"); a value from the file is taken as TOML
+/// typed it ("1883" for a port is an error). Errors carry the dotted key.
+struct Lenient<'a> {
+    value: toml::Value,
+    /// The dotted key of `value` (empty at the root).
+    key: String,
+    /// The dotted keys whose values came from the environment.
+    from_env: &'a HashSet<String>,
+}
+
+impl Lenient<'_> {
+    /// The string to convert, when the value is one from the environment.
+    fn env_string(&self) -> Option<&str> {
+        match &self.value {
+            toml::Value::String(s) if self.from_env.contains(&self.key) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Names `self.key` in an error that does not name a deeper key yet.
+    fn at(&self, e: LoadError) -> LoadError {
+        name_key(e, &self.key)
+    }
+}
+
+/// Names `key` in an error that does not name a deeper key yet.
+fn name_key(mut e: LoadError, key: &str) -> LoadError {
+    if e.key.is_none() && !key.is_empty() {
+        e.key = Some(key.to_string());
+    }
+    e
+}
+
+/// `parent.name`, or `name` at the root.
+fn child_key(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// Reads a string as a number of the kind `$visit` takes, or hands the
+/// visitor the string (its error then says what it expected).
+macro_rules! lenient_number {
+    ($($method:ident => $ty:ty, $visit:ident;)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
+            let Some(s) = self.env_string() else {
+                return self.deserialize_any(visitor);
+            };
+            let result = match s.trim().parse::<$ty>() {
+                Ok(n) => visitor.$visit(n),
+                Err(_) => visitor.visit_str(s),
+            };
+            result.map_err(|e| self.at(e))
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for Lenient<'_> {
+    type Error = LoadError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
+        let key = self.key.clone();
+        let from_env = self.from_env;
+        let result = match self.value {
+            toml::Value::String(s) => visitor.visit_string(s),
+            toml::Value::Integer(n) => visitor.visit_i64(n),
+            toml::Value::Float(n) => visitor.visit_f64(n),
+            toml::Value::Boolean(b) => visitor.visit_bool(b),
+            toml::Value::Datetime(d) => visitor.visit_string(d.to_string()),
+            toml::Value::Array(items) => visitor.visit_seq(LenientSeq {
+                items: items.into_iter(),
+                key: key.clone(),
+                from_env,
+            }),
+            toml::Value::Table(t) => visitor.visit_map(LenientMap {
+                entries: t.into_iter(),
+                value: None,
+                key: key.clone(),
+                current: String::new(),
+                from_env,
+            }),
+        };
+        result.map_err(|e| name_key(e, &key))
+    }
+
+    lenient_number! {
+        deserialize_i8 => i64, visit_i64;
+        deserialize_i16 => i64, visit_i64;
+        deserialize_i32 => i64, visit_i64;
+        deserialize_i64 => i64, visit_i64;
+        deserialize_u8 => u64, visit_u64;
+        deserialize_u16 => u64, visit_u64;
+        deserialize_u32 => u64, visit_u64;
+        deserialize_u64 => u64, visit_u64;
+        deserialize_f32 => f64, visit_f64;
+        deserialize_f64 => f64, visit_f64;
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
+        let Some(s) = self.env_string() else {
+            return self.deserialize_any(visitor);
+        };
+        // What the `config` crate accepted before.
+        let result = match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => visitor.visit_bool(true),
+            "false" | "no" | "off" | "0" => visitor.visit_bool(false),
+            _ => visitor.visit_str(s),
+        };
+        result.map_err(|e| self.at(e))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, LoadError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, LoadError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, LoadError> {
+        // Every enum in the configuration is a choice of names (unit variants).
+        let result = match self.value {
+            toml::Value::String(ref s) => visitor.visit_enum(s.clone().into_deserializer()),
+            _ => return self.deserialize_any(visitor),
+        };
+        result.map_err(|e| self.at(e))
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 char str string bytes byte_buf unit unit_struct seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// An array of [`Lenient`] items.
+struct LenientSeq<'a> {
+    items: std::vec::IntoIter<toml::Value>,
+    key: String,
+    from_env: &'a HashSet<String>,
+}
+
+impl<'de> SeqAccess<'de> for LenientSeq<'_> {
+    type Error = LoadError;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, LoadError> {
+        self.items
+            .next()
+            .map(|value| {
+                seed.deserialize(Lenient {
+                    value,
+                    key: self.key.clone(),
+                    from_env: self.from_env,
+                })
+            })
+            .transpose()
+    }
+}
+
+/// A table of [`Lenient`] values; an unknown field is named with its table.
+struct LenientMap<'a> {
+    entries: toml::map::IntoIter<String, toml::Value>,
+    value: Option<toml::Value>,
+    /// The table's dotted key.
+    key: String,
+    /// The dotted key of the entry being read.
+    current: String,
+    from_env: &'a HashSet<String>,
+}
+
+impl<'de> MapAccess<'de> for LenientMap<'_> {
+    type Error = LoadError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, LoadError> {
+        let Some((name, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.current = child_key(&self.key, &name);
+        self.value = Some(value);
+        seed.deserialize(name.into_deserializer())
+            .map(Some)
+            .map_err(|e| name_key(e, &self.current))
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, LoadError> {
+        let value = self.value.take().unwrap_or(toml::Value::Boolean(false));
+        seed.deserialize(Lenient {
+            value,
+            key: self.current.clone(),
+            from_env: self.from_env,
+        })
+    }
 }
 
 /// Turns a strict TOML error into ours, naming the dotted key written on
@@ -500,56 +781,4 @@ fn describe_toml(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
         }
     };
     ConfigError::Key { key, message }
-}
-
-/// Turns a `config` crate error into ours, keeping the key it names.
-fn describe(e: config::ConfigError, file: Option<&Path>) -> ConfigError {
-    let where_ = file.map(|p| format!(" (in {})", p.display())).unwrap_or_default();
-    match e {
-        config::ConfigError::Type {
-            key: Some(key),
-            unexpected,
-            expected,
-            ..
-        } => ConfigError::Key {
-            key,
-            message: format!("expected {expected}, found {unexpected}{where_}"),
-        },
-        config::ConfigError::At {
-            key: Some(key),
-            error,
-            ..
-        } => {
-            let message = strip_key_suffix(&error.to_string());
-            // serde names an unknown field apart from its table; join them
-            // so the user sees the key as they wrote it (`mqtt.hots`).
-            let key = match unknown_field(&message) {
-                Some(field) => format!("{key}.{field}"),
-                None => key,
-            };
-            ConfigError::Key {
-                key,
-                message: format!("{message}{where_}"),
-            }
-        }
-        other => {
-            let message = other.to_string();
-            match unknown_field(&message) {
-                Some(field) => ConfigError::Key {
-                    key: field.to_string(),
-                    message: format!("{message}{where_}"),
-                },
-                None => ConfigError::Invalid(format!("{message}{where_}")),
-            }
-        }
-    }
-}
-
-/// The field serde reports as unknown ("unknown field `hots`, expected …").
-fn unknown_field(message: &str) -> Option<&str> {
-    message.strip_prefix("unknown field `")?.split('`').next()
-}
-
-fn strip_key_suffix(s: &str) -> String {
-    s.split(" for key ").next().unwrap_or(s).to_string()
 }

@@ -1,10 +1,10 @@
 //! The `host2mqtt` command: `run`, `check`, `purge`, `dashboard`.
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use host2mqtt::agent::{self, Agent};
@@ -26,45 +26,252 @@ const EX_CONFIG: u8 = 78;
 /// HOST2MQTT_CONFIG names one (only used when it exists).
 const DEFAULT_CONFIG: &str = "/etc/host2mqtt/host2mqtt.toml";
 
-#[derive(Parser)]
-#[command(
-    name = "host2mqtt",
-    version,
-    about = "Publish this host's metrics to MQTT as a Home Assistant device"
-)]
+/// The command line: `[-c FILE] <run | check [--json] | purge | dashboard
+/// [--wait DURATION] | help [COMMAND]>`, `-h`, `-V`. Parsed by hand, with
+/// clap's texts and exit codes (2 for a usage error): clap's parser and
+/// help renderer were about 120 KB of a binary that runs one command.
+#[derive(Debug, PartialEq)]
 struct Cli {
-    /// Config file (TOML). Default: $HOST2MQTT_CONFIG, else /etc/host2mqtt/host2mqtt.toml if it exists.
-    #[arg(short, long, global = true)]
+    /// `-c`/`--config`: the config file.
     config: Option<PathBuf>,
-    #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, PartialEq)]
 enum Command {
     /// Run the agent: collect every interval and publish to the broker.
     Run,
-    /// Collect once (twice, a second apart, for rates) and show what would
-    /// be published. Needs no broker.
+    /// Collect once and show what would be published.
     Check {
-        /// Print the exact topics and payloads `run` would publish, as JSON.
-        #[arg(long)]
+        /// Print the exact topics and payloads as JSON.
         json: bool,
     },
-    /// Remove this host's device from Home Assistant (empty retained
-    /// discovery, info and availability).
+    /// Remove this host's device from Home Assistant.
     Purge,
-    /// Print a Lovelace dashboard of every host2mqtt host on the broker
-    /// (from the retained discovery), for HA's raw configuration editor.
+    /// Print a Lovelace dashboard of every host2mqtt host on the broker.
     Dashboard {
         /// How long to collect retained discovery after connecting.
-        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
 }
 
+/// What to print instead of running, and the exit code: help, the version
+/// or a usage error (2, on stderr, like clap's).
+#[derive(Debug, PartialEq)]
+struct Exit {
+    text: String,
+    code: u8,
+}
+
+const ABOUT: &str = "Publish this host's metrics to MQTT as a Home Assistant device";
+const CONFIG_HELP: &str = "  -c, --config <CONFIG>  Config file (TOML). Default: $HOST2MQTT_CONFIG, else /etc/host2mqtt/host2mqtt.toml if it exists\n";
+const TRY_HELP: &str = "For more information, try '--help'.\n";
+
+/// The subcommands: name, about, their own options' help lines.
+const COMMANDS: [(&str, &str, &str); 4] = [
+    ("run", "Run the agent: collect every interval and publish to the broker", ""),
+    (
+        "check",
+        "Collect once (twice, a second apart, for rates) and show what would be published. Needs no broker",
+        "      --json             Print the exact topics and payloads `run` would publish, as JSON\n",
+    ),
+    (
+        "purge",
+        "Remove this host's device from Home Assistant (empty retained discovery, info and availability)",
+        "",
+    ),
+    (
+        "dashboard",
+        "Print a Lovelace dashboard of every host2mqtt host on the broker (from the retained discovery), for HA's raw configuration editor",
+        "      --wait <WAIT>      How long to collect retained discovery after connecting [default: 3s]\n",
+    ),
+];
+
+/// `--help` of the whole command.
+fn main_help() -> String {
+    let mut s = format!("{ABOUT}\n\nUsage: host2mqtt [OPTIONS] <COMMAND>\n\nCommands:\n");
+    for (name, about, _) in COMMANDS {
+        s += &format!("  {name:<9}  {about}\n");
+    }
+    s += "  help       Print this message or the help of the given subcommand(s)\n\nOptions:\n";
+    s += CONFIG_HELP;
+    s += "  -h, --help             Print help\n  -V, --version          Print version\n";
+    s
+}
+
+/// `--help` of one subcommand (`help` included).
+fn command_help(name: &str) -> Option<String> {
+    if name == "help" {
+        return Some(
+            "Print this message or the help of the given subcommand(s)\n\nUsage: host2mqtt help [COMMAND]...\n\nArguments:\n  [COMMAND]...  Print help for the subcommand(s)\n"
+                .into(),
+        );
+    }
+    let (_, about, options) = COMMANDS.iter().find(|c| c.0 == name)?;
+    Some(format!(
+        "{about}\n\nUsage: host2mqtt {name} [OPTIONS]\n\nOptions:\n{CONFIG_HELP}{options}  -h, --help             Print help\n"
+    ))
+}
+
+/// A usage error as clap words it; `usage` is the subcommand's, if any.
+fn usage_error(message: &str, command: Option<&str>) -> Exit {
+    let usage = match command {
+        Some(c) => format!("Usage: host2mqtt {c} [OPTIONS]\n\n"),
+        None => "Usage: host2mqtt [OPTIONS] <COMMAND>\n\n".into(),
+    };
+    Exit {
+        text: format!("error: {message}\n\n{usage}{TRY_HELP}"),
+        code: 2,
+    }
+}
+
+/// A usage error without the usage line (a missing or bad value).
+fn value_error(message: &str) -> Exit {
+    Exit {
+        text: format!("error: {message}\n\n{TRY_HELP}"),
+        code: 2,
+    }
+}
+
+fn printed(text: String) -> Exit {
+    Exit { text, code: 0 }
+}
+
+/// Parses the arguments after the program name.
+fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, Exit> {
+    let mut args = args.into_iter();
+    let mut config: Option<PathBuf> = None;
+    let mut command: Option<&'static str> = None;
+    let mut json = false;
+    let mut wait: Option<Duration> = None;
+    let mut help_for: Option<Vec<String>> = None;
+    while let Some(arg) = args.next() {
+        // A value may be any bytes (a path); flags and names are UTF-8.
+        let text = arg.to_str().unwrap_or("\u{fffd}").to_string();
+        if let Some(topics) = help_for.as_mut() {
+            topics.push(text);
+            continue;
+        }
+        // `--name=value`, `-cvalue`, `-c=value`; the value keeps its bytes.
+        let bytes = arg.as_bytes();
+        let (flag, inline) = match bytes.iter().position(|&b| b == b'=') {
+            Some(at) if text.starts_with("--") => (
+                text.get(..at).unwrap_or_default().to_string(),
+                bytes.get(at + 1..),
+            ),
+            _ if bytes.len() > 2 && bytes.starts_with(b"-c") => {
+                let v = &bytes[2..];
+                ("-c".to_string(), Some(v.strip_prefix(b"=").unwrap_or(v)))
+            }
+            _ => (text.clone(), None),
+        };
+        let inline = inline.map(|v| std::ffi::OsString::from_vec(v.to_vec()));
+        let mut value = |name: &str| -> Result<std::ffi::OsString, Exit> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            match args.next() {
+                Some(v) if !(v.to_string_lossy().starts_with('-') && v.len() > 1) => Ok(v),
+                _ => Err(value_error(&format!(
+                    "a value is required for '{name}' but none was supplied"
+                ))),
+            }
+        };
+        match flag.as_str() {
+            "-c" | "--config" => {
+                if config.is_some() {
+                    return Err(usage_error(
+                        "the argument '--config <CONFIG>' cannot be used multiple times",
+                        command,
+                    ));
+                }
+                config = Some(PathBuf::from(value("--config <CONFIG>")?));
+            }
+            "-h" | "--help" => {
+                return Err(printed(match command {
+                    Some(c) => command_help(c).unwrap_or_else(main_help),
+                    None => main_help(),
+                }))
+            }
+            "-V" | "--version" if command.is_none() => {
+                return Err(printed(format!("host2mqtt {}\n", env!("CARGO_PKG_VERSION"))))
+            }
+            "--json" if command == Some("check") => {
+                if json {
+                    return Err(usage_error(
+                        "the argument '--json' cannot be used multiple times",
+                        command,
+                    ));
+                }
+                json = true;
+            }
+            "--wait" if command == Some("dashboard") => {
+                if wait.is_some() {
+                    return Err(usage_error(
+                        "the argument '--wait <WAIT>' cannot be used multiple times",
+                        command,
+                    ));
+                }
+                let v = value("--wait <WAIT>")?;
+                let v = v.to_string_lossy();
+                wait =
+                    Some(humantime::parse_duration(&v).map_err(|e| {
+                        value_error(&format!("invalid value '{v}' for '--wait <WAIT>': {e}"))
+                    })?);
+            }
+            "help" if command.is_none() => help_for = Some(Vec::new()),
+            name if command.is_none() && !name.starts_with('-') => {
+                let Some((known, _, _)) = COMMANDS.iter().find(|c| c.0 == name) else {
+                    return Err(usage_error(&format!("unrecognized subcommand '{name}'"), None));
+                };
+                command = Some(known);
+            }
+            _ => {
+                return Err(usage_error(
+                    &format!("unexpected argument '{text}' found"),
+                    command,
+                ))
+            }
+        }
+    }
+    if let Some(topics) = help_for {
+        return Err(match topics.first() {
+            None => printed(main_help()),
+            Some(name) => match command_help(name) {
+                Some(help) => printed(help),
+                None => usage_error(&format!("unrecognized subcommand '{name}'"), None),
+            },
+        });
+    }
+    let command = match command {
+        Some("run") => Command::Run,
+        Some("check") => Command::Check { json },
+        Some("purge") => Command::Purge,
+        Some(_) => Command::Dashboard {
+            wait: wait.unwrap_or(Duration::from_secs(3)),
+        },
+        None => {
+            return Err(Exit {
+                text: main_help(),
+                code: 2,
+            })
+        }
+    };
+    Ok(Cli { config, command })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_args(std::env::args_os().skip(1)) {
+        Ok(cli) => cli,
+        Err(exit) if exit.code == 0 => {
+            print!("{}", exit.text);
+            return ExitCode::SUCCESS;
+        }
+        Err(exit) => {
+            eprint!("{}", exit.text);
+            return ExitCode::from(exit.code);
+        }
+    };
     host2mqtt::logging::init();
     let cfg = match load_config(cli.config) {
         Ok(cfg) => cfg,
@@ -349,4 +556,106 @@ async fn purge(cfg: Config) -> Result<(), Failure> {
         model.device.node_id, topics.discovery, topics.info, topics.availability
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<Cli, Exit> {
+        parse_args(args.split_whitespace().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn commands_and_options_parse_in_any_order() {
+        let cli = parse("-c /etc/h.toml check --json").expect("parses");
+        assert_eq!(cli.config, Some(PathBuf::from("/etc/h.toml")));
+        assert_eq!(cli.command, Command::Check { json: true });
+        for args in [
+            "check --config=/x",
+            "--config /x check",
+            "check -c/x",
+            "-c /x check",
+        ] {
+            let cli = parse(args).expect(args);
+            assert_eq!(cli.config, Some(PathBuf::from("/x")), "{args}");
+            assert_eq!(cli.command, Command::Check { json: false }, "{args}");
+        }
+        assert_eq!(parse("run").expect("run").command, Command::Run);
+        assert_eq!(parse("purge").expect("purge").command, Command::Purge);
+        assert_eq!(
+            parse("dashboard").expect("dashboard").command,
+            Command::Dashboard {
+                wait: Duration::from_secs(3)
+            }
+        );
+        assert_eq!(
+            parse("dashboard --wait 500ms").expect("wait").command,
+            Command::Dashboard {
+                wait: Duration::from_millis(500)
+            }
+        );
+    }
+
+    #[test]
+    fn help_and_version_print_and_exit_0() {
+        for args in ["--help", "-h", "help"] {
+            let exit = parse(args).expect_err(args);
+            assert_eq!(exit.code, 0);
+            assert!(exit.text.starts_with(ABOUT), "{}", exit.text);
+            assert!(
+                exit.text.contains("\n  dashboard  Print a Lovelace"),
+                "{}",
+                exit.text
+            );
+        }
+        for args in ["check --help", "help check", "check -h"] {
+            let exit = parse(args).expect_err(args);
+            assert_eq!(exit.code, 0);
+            assert!(
+                exit.text.contains("Usage: host2mqtt check [OPTIONS]"),
+                "{}",
+                exit.text
+            );
+            assert!(exit.text.contains("      --json  "), "{}", exit.text);
+        }
+        let version = parse("--version").expect_err("version");
+        assert_eq!((version.code, version.text.as_str()), (0, "host2mqtt 0.1.0\n"));
+    }
+
+    #[test]
+    fn usage_errors_exit_2_in_clap_words() {
+        for (args, first_line) in [
+            ("", "Publish this host's metrics"),
+            ("bogus", "error: unrecognized subcommand 'bogus'"),
+            ("--bogus", "error: unexpected argument '--bogus' found"),
+            ("run extra", "error: unexpected argument 'extra' found"),
+            ("run --json", "error: unexpected argument '--json' found"),
+            (
+                "check --json --json",
+                "error: the argument '--json' cannot be used multiple times",
+            ),
+            (
+                "-c",
+                "error: a value is required for '--config <CONFIG>' but none was supplied",
+            ),
+            (
+                "check -c --json",
+                "error: a value is required for '--config <CONFIG>' but none was supplied",
+            ),
+            (
+                "dashboard --wait xyz",
+                "error: invalid value 'xyz' for '--wait <WAIT>': expected number at 0",
+            ),
+            ("help bogus", "error: unrecognized subcommand 'bogus'"),
+        ] {
+            let exit = parse(args).expect_err(args);
+            assert_eq!(exit.code, 2, "{args}");
+            assert!(exit.text.starts_with(first_line), "{args}: {}", exit.text);
+        }
+        assert_eq!(
+            parse("check --bogus").expect_err("bogus").text,
+            "error: unexpected argument '--bogus' found\n\nUsage: host2mqtt check [OPTIONS]\n\nFor more information, try '--help'.\n"
+        );
+    }
 }

@@ -432,6 +432,61 @@ mod tests {
     }
 
     #[test]
+    fn environment_strings_become_the_type_each_key_needs() {
+        let cfg = load_str(
+            "[mqtt]\nport = 1883\n",
+            &[
+                ("HOST2MQTT__MQTT__KEEPALIVE", "45s"),
+                ("HOST2MQTT__MQTT__TLS__ENABLED", "true"),
+                ("HOST2MQTT__MQTT__PASSWORD", "0123"),
+                ("HOST2MQTT__MQTT__USERNAME", "u"),
+                ("HOST2MQTT__NODE_ID", "42"),
+                ("HOST2MQTT__HOMEASSISTANT__EXPIRE_AFTER", "2m"),
+                ("HOST2MQTT__CONTAINERS__UPDATES__SOURCE", "file"),
+                ("HOST2MQTT__CONTAINERS__UPDATES__FILE", "/run/h2m/updates.json"),
+                ("HOST2MQTT__COLLECTORS__CPU__ENABLED", "false"),
+                ("HOST2MQTT__COLLECTORS__DISK__FS_TYPES_EXCLUDE", ""),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(cfg.mqtt.keepalive, Duration::from_secs(45));
+        assert!(cfg.mqtt.tls.enabled);
+        assert_eq!(
+            cfg.mqtt.password, "0123",
+            "a string key keeps the string as written"
+        );
+        assert_eq!(cfg.node_id, "42");
+        assert_eq!(cfg.homeassistant.expire_after, Some(Duration::from_secs(120)));
+        assert_eq!(cfg.containers.updates.source, crate::container::UpdatesFrom::File);
+        assert!(!cfg.collectors.cpu.enabled);
+        assert!(cfg.collectors.disk.fs_types_exclude.is_empty());
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_its_key() {
+        for (name, value, key) in [
+            ("HOST2MQTT__MQTT__PORT", "many", "mqtt.port"),
+            ("HOST2MQTT__MQTT__PORT", "99999", "mqtt.port"),
+            (
+                "HOST2MQTT__COLLECTORS__CPU__ENABLED",
+                "maybe",
+                "collectors.cpu.enabled",
+            ),
+            ("HOST2MQTT__INTERVAL", "soon", "interval"),
+            (
+                "HOST2MQTT__CONTAINERS__UPDATES__SOURCE",
+                "cron",
+                "containers.updates.source",
+            ),
+            ("HOST2MQTT__MQTT__TLS__ENABLE", "true", "mqtt.tls.enable"),
+            ("HOST2MQTT__MQTT____HOST", "x", "HOST2MQTT__MQTT____HOST"),
+        ] {
+            let err = load_str("", &[(name, value)]).expect_err(name).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_environment_key_is_named() {
         let err = load_str("", &[("HOST2MQTT__MQTT__HOTS", "x")])
             .expect_err("must fail")
