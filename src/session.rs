@@ -213,15 +213,13 @@ impl Session {
     /// Backoff: `failures` counts attempts since the last connection that
     /// lasted [`STABLE_AFTER`]; a connection that dies sooner does not reset
     /// it, so a poison message or a flapping broker cannot make us reconnect
-    /// in a tight loop. With several brokers a failure moves to the next one
-    /// and the delay grows once per round, so a dead node costs one short
-    /// delay, not a backoff.
+    /// in a tight loop. With several brokers see [`retry_delay`]: a failure
+    /// moves to the next broker at once, and the delay grows once per round.
     pub async fn run(mut self, events: mpsc::Sender<SessionEvent>) {
         let mut failures: u32 = 0;
         let mut connected_at: Option<Instant> = None;
         let mut last_error = String::new();
         let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
-        let brokers = u32::try_from(self.opts.brokers.len().max(1)).unwrap_or(u32::MAX);
         loop {
             match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
@@ -260,7 +258,12 @@ impl Session {
                     }
                     let broker = self.endpoint();
                     self.next_broker();
-                    let delay = self.opts.backoff.next_delay(failures / brokers);
+                    let delay = retry_delay(
+                        failures.saturating_add(1),
+                        self.opts.brokers.len(),
+                        &self.opts.backoff,
+                        fastrand::f64(),
+                    );
                     let retry_in_ms = delay.as_millis() as u64;
                     if let Some(t) = lost {
                         let up_ms = t.elapsed().as_millis() as u64;
@@ -278,10 +281,36 @@ impl Session {
                         tracing::debug!(%broker, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
                     }
                     failures = failures.saturating_add(1);
-                    tokio::time::sleep(delay).await;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             }
         }
+    }
+}
+
+/// The wait before the next attempt after `failed` attempts in a row
+/// failed, with `brokers` brokers tried in turn. One broker: the backoff
+/// grows with every failure. Several: the next broker is tried at once,
+/// and the backoff (growing once per round) is slept only when every
+/// broker failed in the round; so losing a node of a cluster costs no
+/// delay, while a whole cluster down (or a poison message on every node)
+/// is still paced.
+///
+/// Each attempt waits for its broker's answer (up to the connect timeout,
+/// 10 s), even when another node might answer sooner: a NATS node that
+/// holds a CONNECT while JetStream re-elects finishes it even after the
+/// client gave up, then takes the session over from the client's next
+/// connection on another node and publishes its will (seen: `offline`
+/// and a reconnect 4 s after failing over with a 2 s connect timeout).
+/// Trying nodes in parallel would do the same.
+fn retry_delay(failed: u32, brokers: usize, backoff: &Backoff, rand_unit: f64) -> Duration {
+    let brokers = u32::try_from(brokers.max(1)).unwrap_or(u32::MAX);
+    if failed > 0 && failed.is_multiple_of(brokers) {
+        backoff.delay(failed / brokers - 1, rand_unit)
+    } else {
+        Duration::ZERO
     }
 }
 
@@ -348,5 +377,31 @@ pub(crate) fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, TlsE
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| TlsError::ClientAuth(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BACKOFF: Backoff = Backoff {
+        min: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
+
+    fn delays(brokers: usize, attempts: u32) -> Vec<u64> {
+        (1..=attempts)
+            .map(|n| retry_delay(n, brokers, &BACKOFF, 1.0).as_millis() as u64)
+            .collect()
+    }
+
+    #[test]
+    fn one_broker_backs_off_after_every_failure() {
+        assert_eq!(delays(1, 4), [200, 400, 800, 1600]);
+    }
+
+    #[test]
+    fn several_brokers_are_tried_at_once_and_back_off_once_per_round() {
+        assert_eq!(delays(3, 9), [0, 0, 200, 0, 0, 400, 0, 0, 800]);
     }
 }
