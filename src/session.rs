@@ -220,17 +220,22 @@ impl Session {
         let mut connected_at: Option<Instant> = None;
         let mut last_error = String::new();
         let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
+        let mut subs = Subscriptions::new(self.opts.subscriptions.clone());
+        let mut subscribing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
                     tracing::info!(broker = %self.endpoint(), attempts = failures + 1, "connected");
                     last_error.clear();
-                    connected_at = Some(Instant::now());
-                    for topic in &self.opts.subscriptions {
-                        if let Err(e) = self.client.try_subscribe(topic) {
-                            tracing::warn!(%topic, error = %e, "cannot subscribe");
-                        }
+                    let now = Instant::now();
+                    connected_at = Some(now);
+                    if let Some(task) = subscribing.take() {
+                        task.abort();
                     }
+                    subscribing = Some(tokio::spawn(subscribe_in_turn(
+                        self.client.clone(),
+                        subs.to_subscribe(now),
+                    )));
                     if events.send(SessionEvent::Connected).await.is_err() {
                         return;
                     }
@@ -251,10 +256,24 @@ impl Session {
                 }
                 Polled::Done => return,
                 Polled::Other => {}
-                Polled::Failed(error) => {
+                Polled::Failed { error, too_large } => {
+                    if let Some(task) = subscribing.take() {
+                        task.abort();
+                    }
                     let lost = connected_at.take();
                     if lost.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                         failures = 0;
+                        subs.forgive();
+                    }
+                    if too_large {
+                        if let Some((topic, wait)) = subs.blame(Instant::now()) {
+                            tracing::warn!(
+                                topic = %escaped_for_log(topic.as_bytes(), 200),
+                                left_out_s = wait.as_secs(),
+                                "a message too large to read arrived right after subscribing (a retained one); \
+                                 leaving this topic unsubscribed until a reconnect after left_out_s"
+                            );
+                        }
                     }
                     let broker = self.endpoint();
                     self.next_broker();
@@ -285,6 +304,94 @@ impl Session {
                         tokio::time::sleep(delay).await;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The gap between our SUBSCRIBEs after a CONNACK (one topic at a time):
+/// a retained message comes right after its SUBACK, so a message too large
+/// to read (it ends an MQTT 3.1.1 connection) that arrives within this long
+/// of a SUBSCRIBE is blamed on that topic.
+const SUBSCRIBE_GAP: Duration = Duration::from_secs(1);
+
+/// How long a topic blamed for ending the connection stays unsubscribed,
+/// doubling each time it is blamed again, up to [`QUARANTINE_MAX`]. It is
+/// tried again only at a later (re)connect, never by itself: a retained
+/// poison costs one lost connection (and one will), not one per reconnect,
+/// and a connection that stays up stays up without that topic (for the
+/// status topic: no birth re-announce until then).
+const QUARANTINE_MIN: Duration = Duration::from_secs(60);
+const QUARANTINE_MAX: Duration = Duration::from_secs(3600);
+
+async fn subscribe_in_turn(client: Client, topics: Vec<String>) {
+    for (i, topic) in topics.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(SUBSCRIBE_GAP).await;
+        }
+        if let Err(e) = client.try_subscribe(topic) {
+            tracing::warn!(%topic, error = %e, "cannot subscribe");
+        }
+    }
+}
+
+/// The topics to subscribe after every connect, less those left out for a
+/// while because a message too large to read came on them.
+struct Subscriptions {
+    /// Every topic, in order.
+    topics: Vec<String>,
+    /// Left out: until when, and how often blamed.
+    quarantined: std::collections::HashMap<String, (Instant, u32)>,
+    /// This connection's: when the first SUBSCRIBE went out, and the topics
+    /// in the order sent ([`SUBSCRIBE_GAP`] apart).
+    sent: Option<(Instant, Vec<String>)>,
+}
+
+impl Subscriptions {
+    fn new(topics: Vec<String>) -> Self {
+        Subscriptions {
+            topics,
+            quarantined: Default::default(),
+            sent: None,
+        }
+    }
+
+    /// The topics to subscribe, in order, after a CONNACK at `now`.
+    fn to_subscribe(&mut self, now: Instant) -> Vec<String> {
+        let list: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|t| self.quarantined.get(*t).is_none_or(|(until, _)| *until <= now))
+            .cloned()
+            .collect();
+        for t in self.topics.iter().filter(|t| !list.contains(t)) {
+            tracing::debug!(topic = %escaped_for_log(t.as_bytes(), 200), "not subscribing for now: a message too large to read came on it");
+        }
+        self.sent = Some((now, list.clone()));
+        list
+    }
+
+    /// The connection ended at `now` on a message too large to read: the
+    /// topic subscribed last, if that was under [`SUBSCRIBE_GAP`] ago, is
+    /// left out; returns it and for how long.
+    fn blame(&mut self, now: Instant) -> Option<(String, Duration)> {
+        let (first, list) = self.sent.take()?;
+        let slot = now.saturating_duration_since(first).as_millis() / SUBSCRIBE_GAP.as_millis().max(1);
+        let topic = list.get(usize::try_from(slot).ok()?)?.clone();
+        let times = self.quarantined.get(&topic).map_or(0, |(_, n)| *n).saturating_add(1);
+        let wait = QUARANTINE_MIN
+            .saturating_mul(1 << (times - 1).min(16))
+            .min(QUARANTINE_MAX);
+        self.quarantined.insert(topic.clone(), (now + wait, times));
+        Some((topic, wait))
+    }
+
+    /// A connection that lasted [`STABLE_AFTER`] ended: what it subscribed
+    /// to is harmless again.
+    fn forgive(&mut self) {
+        if let Some((_, list)) = self.sent.take() {
+            for t in list {
+                self.quarantined.remove(&t);
             }
         }
     }
@@ -393,6 +500,30 @@ mod tests {
         (1..=attempts)
             .map(|n| retry_delay(n, brokers, &BACKOFF, 1.0).as_millis() as u64)
             .collect()
+    }
+
+    #[test]
+    fn a_message_too_large_right_after_a_subscribe_leaves_that_topic_out_for_a_while() {
+        let mut subs = Subscriptions::new(vec!["ha/status".into(), "cmd".into()]);
+        let t0 = Instant::now();
+        assert_eq!(subs.to_subscribe(t0), ["ha/status", "cmd"]);
+        // During the second topic's slot: blamed on it.
+        let (topic, wait) = subs.blame(t0 + SUBSCRIBE_GAP + Duration::from_millis(50)).expect("blamed");
+        assert_eq!((topic.as_str(), wait), ("cmd", QUARANTINE_MIN));
+        let t1 = t0 + Duration::from_secs(3);
+        assert_eq!(subs.to_subscribe(t1), ["ha/status"]);
+        // Long after the last SUBSCRIBE: a live message, nobody is blamed.
+        assert_eq!(subs.blame(t1 + Duration::from_secs(5)), None);
+        // Back after the quarantine; blamed again: twice as long.
+        let t2 = t0 + SUBSCRIBE_GAP + QUARANTINE_MIN + Duration::from_secs(1);
+        assert_eq!(subs.to_subscribe(t2), ["ha/status", "cmd"]);
+        let (_, wait) = subs.blame(t2 + SUBSCRIBE_GAP).expect("blamed");
+        assert_eq!(wait, 2 * QUARANTINE_MIN);
+        // A stable connection with it subscribed forgives it.
+        let t3 = t2 + SUBSCRIBE_GAP + wait;
+        assert_eq!(subs.to_subscribe(t3).len(), 2);
+        subs.forgive();
+        assert!(subs.quarantined.is_empty());
     }
 
     #[test]
