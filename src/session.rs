@@ -221,7 +221,8 @@ impl Session {
         let mut last_error = String::new();
         let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
         let mut subs = Subscriptions::new(self.opts.subscriptions.clone());
-        let mut subscribing: Option<tokio::task::JoinHandle<()>> = None;
+        // (Dropping it stops the SUBSCRIBEs of a connection that is gone.)
+        let mut _subscribing: Option<AbortOnDrop> = None;
         loop {
             match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
@@ -229,13 +230,10 @@ impl Session {
                     last_error.clear();
                     let now = Instant::now();
                     connected_at = Some(now);
-                    if let Some(task) = subscribing.take() {
-                        task.abort();
-                    }
-                    subscribing = Some(tokio::spawn(subscribe_in_turn(
+                    _subscribing = Some(AbortOnDrop(tokio::spawn(subscribe_in_turn(
                         self.client.clone(),
-                        subs.to_subscribe(now),
-                    )));
+                        subs.for_connect(now),
+                    ))));
                     if events.send(SessionEvent::Connected).await.is_err() {
                         return;
                     }
@@ -257,9 +255,7 @@ impl Session {
                 Polled::Done => return,
                 Polled::Other => {}
                 Polled::Failed { error, too_large } => {
-                    if let Some(task) = subscribing.take() {
-                        task.abort();
-                    }
+                    _subscribing = None;
                     let lost = connected_at.take();
                     if lost.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                         failures = 0;
@@ -324,6 +320,15 @@ const SUBSCRIBE_GAP: Duration = Duration::from_secs(1);
 const QUARANTINE_MIN: Duration = Duration::from_secs(60);
 const QUARANTINE_MAX: Duration = Duration::from_secs(3600);
 
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn subscribe_in_turn(client: Client, topics: Vec<String>) {
     for (i, topic) in topics.iter().enumerate() {
         if i > 0 {
@@ -357,7 +362,7 @@ impl Subscriptions {
     }
 
     /// The topics to subscribe, in order, after a CONNACK at `now`.
-    fn to_subscribe(&mut self, now: Instant) -> Vec<String> {
+    fn for_connect(&mut self, now: Instant) -> Vec<String> {
         let list: Vec<String> = self
             .topics
             .iter()
@@ -378,7 +383,11 @@ impl Subscriptions {
         let (first, list) = self.sent.take()?;
         let slot = now.saturating_duration_since(first).as_millis() / SUBSCRIBE_GAP.as_millis().max(1);
         let topic = list.get(usize::try_from(slot).ok()?)?.clone();
-        let times = self.quarantined.get(&topic).map_or(0, |(_, n)| *n).saturating_add(1);
+        let times = self
+            .quarantined
+            .get(&topic)
+            .map_or(0, |(_, n)| *n)
+            .saturating_add(1);
         let wait = QUARANTINE_MIN
             .saturating_mul(1 << (times - 1).min(16))
             .min(QUARANTINE_MAX);
@@ -506,22 +515,24 @@ mod tests {
     fn a_message_too_large_right_after_a_subscribe_leaves_that_topic_out_for_a_while() {
         let mut subs = Subscriptions::new(vec!["ha/status".into(), "cmd".into()]);
         let t0 = Instant::now();
-        assert_eq!(subs.to_subscribe(t0), ["ha/status", "cmd"]);
+        assert_eq!(subs.for_connect(t0), ["ha/status", "cmd"]);
         // During the second topic's slot: blamed on it.
-        let (topic, wait) = subs.blame(t0 + SUBSCRIBE_GAP + Duration::from_millis(50)).expect("blamed");
+        let (topic, wait) = subs
+            .blame(t0 + SUBSCRIBE_GAP + Duration::from_millis(50))
+            .expect("blamed");
         assert_eq!((topic.as_str(), wait), ("cmd", QUARANTINE_MIN));
         let t1 = t0 + Duration::from_secs(3);
-        assert_eq!(subs.to_subscribe(t1), ["ha/status"]);
+        assert_eq!(subs.for_connect(t1), ["ha/status"]);
         // Long after the last SUBSCRIBE: a live message, nobody is blamed.
         assert_eq!(subs.blame(t1 + Duration::from_secs(5)), None);
         // Back after the quarantine; blamed again: twice as long.
         let t2 = t0 + SUBSCRIBE_GAP + QUARANTINE_MIN + Duration::from_secs(1);
-        assert_eq!(subs.to_subscribe(t2), ["ha/status", "cmd"]);
+        assert_eq!(subs.for_connect(t2), ["ha/status", "cmd"]);
         let (_, wait) = subs.blame(t2 + SUBSCRIBE_GAP).expect("blamed");
         assert_eq!(wait, 2 * QUARANTINE_MIN);
         // A stable connection with it subscribed forgives it.
         let t3 = t2 + SUBSCRIBE_GAP + wait;
-        assert_eq!(subs.to_subscribe(t3).len(), 2);
+        assert_eq!(subs.for_connect(t3).len(), 2);
         subs.forgive();
         assert!(subs.quarantined.is_empty());
     }

@@ -79,11 +79,17 @@ pub(super) enum Polled {
 
 impl Polled {
     fn failed(error: String) -> Polled {
-        Polled::Failed { error, too_large: false }
+        Polled::Failed {
+            error,
+            too_large: false,
+        }
     }
 
     fn too_large(error: String) -> Polled {
-        Polled::Failed { error, too_large: true }
+        Polled::Failed {
+            error,
+            too_large: true,
+        }
     }
 }
 
@@ -243,12 +249,12 @@ async fn poll_v311(l: &mut rumqttc::EventLoop, limit: usize) -> Polled {
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
         Ok(_) => Polled::Other,
         Err(E::RequestsDone) => Polled::Done,
-        Err(E::MqttState(rumqttc::StateError::Deserialization(rumqttc::Error::PayloadSizeLimitExceeded(size)))) => {
-            Polled::too_large(format!(
-                "a {size}-byte message arrived, over the {V311_READ_LIMIT_BYTES}-byte read limit; \
+        Err(E::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(size),
+        ))) => Polled::too_large(format!(
+            "a {size}-byte message arrived, over the {V311_READ_LIMIT_BYTES}-byte read limit; \
                  MQTT 3.1.1 cannot refuse it (mqtt.protocol = \"5\" makes the broker drop it)"
-            ))
-        }
+        )),
         Err(e) => Polled::failed(match e {
             E::ConnectionRefused(C::BadUserNamePassword) => {
                 "broker refused the user name or password (CONNACK 4)".into()
