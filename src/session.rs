@@ -2,10 +2,11 @@
 //! polled. It connects with a last will, waits with exponential backoff and
 //! jitter between failed attempts (rumqttc reconnects on the next poll with
 //! no delay of its own), moves to the next broker of `mqtt.hosts` on every
-//! failure, re-subscribes after every connect and tells the agent when a
-//! connection is up. Incoming messages over [`MESSAGE_LIMIT_BYTES`] are
-//! dropped here, never ending the session when avoidable (see `link` for
-//! what MQTT 3.1.1 and 5 each allow). It speaks either protocol through
+//! failure, re-subscribes (one topic a second) after every connect and
+//! tells the agent when a connection is up. Incoming messages over
+//! [`MESSAGE_LIMIT_BYTES`] are dropped here, never ending the session when
+//! avoidable (see `link` for what MQTT 3.1.1 and 5 each allow); a topic
+//! whose message ended the connection anyway is left out for a while. It speaks either protocol through
 //! `link` and publishes what it is handed, knowing nothing of Home Assistant.
 
 use std::path::{Path, PathBuf};
