@@ -2,10 +2,11 @@
 //! polled. It connects with a last will, waits with exponential backoff and
 //! jitter between failed attempts (rumqttc reconnects on the next poll with
 //! no delay of its own), moves to the next broker of `mqtt.hosts` on every
-//! failure, re-subscribes after every connect and tells the agent when a
-//! connection is up. Incoming messages over [`MESSAGE_LIMIT_BYTES`] are
-//! dropped here, never ending the session when avoidable (see `link` for
-//! what MQTT 3.1.1 and 5 each allow). It speaks either protocol through
+//! failure, re-subscribes (one topic a second) after every connect and
+//! tells the agent when a connection is up. Incoming messages over
+//! [`MESSAGE_LIMIT_BYTES`] are dropped here, never ending the session when
+//! avoidable (see `link` for what MQTT 3.1.1 and 5 each allow); a topic
+//! whose message ended the connection anyway is left out for a while. It speaks either protocol through
 //! `link` and publishes what it is handed, knowing nothing of Home Assistant.
 
 use std::path::{Path, PathBuf};
@@ -213,26 +214,27 @@ impl Session {
     /// Backoff: `failures` counts attempts since the last connection that
     /// lasted [`STABLE_AFTER`]; a connection that dies sooner does not reset
     /// it, so a poison message or a flapping broker cannot make us reconnect
-    /// in a tight loop. With several brokers a failure moves to the next one
-    /// and the delay grows once per round, so a dead node costs one short
-    /// delay, not a backoff.
+    /// in a tight loop. With several brokers see [`retry_delay`]: a failure
+    /// moves to the next broker at once, and the delay grows once per round.
     pub async fn run(mut self, events: mpsc::Sender<SessionEvent>) {
         let mut failures: u32 = 0;
         let mut connected_at: Option<Instant> = None;
         let mut last_error = String::new();
         let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
-        let brokers = u32::try_from(self.opts.brokers.len().max(1)).unwrap_or(u32::MAX);
+        let mut subs = Subscriptions::new(self.opts.subscriptions.clone());
+        // (Dropping it stops the SUBSCRIBEs of a connection that is gone.)
+        let mut _subscribing: Option<AbortOnDrop> = None;
         loop {
             match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
                     tracing::info!(broker = %self.endpoint(), attempts = failures + 1, "connected");
                     last_error.clear();
-                    connected_at = Some(Instant::now());
-                    for topic in &self.opts.subscriptions {
-                        if let Err(e) = self.client.try_subscribe(topic) {
-                            tracing::warn!(%topic, error = %e, "cannot subscribe");
-                        }
-                    }
+                    let now = Instant::now();
+                    connected_at = Some(now);
+                    _subscribing = Some(AbortOnDrop(tokio::spawn(subscribe_in_turn(
+                        self.client.clone(),
+                        subs.for_connect(now),
+                    ))));
                     if events.send(SessionEvent::Connected).await.is_err() {
                         return;
                     }
@@ -253,14 +255,31 @@ impl Session {
                 }
                 Polled::Done => return,
                 Polled::Other => {}
-                Polled::Failed(error) => {
+                Polled::Failed { error, too_large } => {
+                    _subscribing = None;
                     let lost = connected_at.take();
                     if lost.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                         failures = 0;
+                        subs.forgive();
+                    }
+                    if too_large {
+                        if let Some((topic, wait)) = subs.blame(Instant::now()) {
+                            tracing::warn!(
+                                topic = %escaped_for_log(topic.as_bytes(), 200),
+                                left_out_s = wait.as_secs(),
+                                "a message too large to read arrived right after subscribing (a retained one); \
+                                 leaving this topic unsubscribed until a reconnect after left_out_s"
+                            );
+                        }
                     }
                     let broker = self.endpoint();
                     self.next_broker();
-                    let delay = self.opts.backoff.next_delay(failures / brokers);
+                    let delay = retry_delay(
+                        failures.saturating_add(1),
+                        self.opts.brokers.len(),
+                        &self.opts.backoff,
+                        fastrand::f64(),
+                    );
                     let retry_in_ms = delay.as_millis() as u64;
                     if let Some(t) = lost {
                         let up_ms = t.elapsed().as_millis() as u64;
@@ -278,10 +297,137 @@ impl Session {
                         tracing::debug!(%broker, attempt = failures + 1, error = %error, retry_in_ms, "cannot connect");
                     }
                     failures = failures.saturating_add(1);
-                    tokio::time::sleep(delay).await;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             }
         }
+    }
+}
+
+/// The gap between our SUBSCRIBEs after a CONNACK (one topic at a time):
+/// a retained message comes right after its SUBACK, so a message too large
+/// to read (it ends an MQTT 3.1.1 connection) that arrives within this long
+/// of a SUBSCRIBE is blamed on that topic.
+const SUBSCRIBE_GAP: Duration = Duration::from_secs(1);
+
+/// How long a topic blamed for ending the connection stays unsubscribed,
+/// doubling each time it is blamed again, up to [`QUARANTINE_MAX`]. It is
+/// tried again only at a later (re)connect, never by itself: a retained
+/// poison costs one lost connection (and one will), not one per reconnect,
+/// and a connection that stays up stays up without that topic (for the
+/// status topic: no birth re-announce until then).
+const QUARANTINE_MIN: Duration = Duration::from_secs(60);
+const QUARANTINE_MAX: Duration = Duration::from_secs(3600);
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn subscribe_in_turn(client: Client, topics: Vec<String>) {
+    for (i, topic) in topics.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(SUBSCRIBE_GAP).await;
+        }
+        if let Err(e) = client.try_subscribe(topic) {
+            tracing::warn!(%topic, error = %e, "cannot subscribe");
+        }
+    }
+}
+
+/// The topics to subscribe after every connect, less those left out for a
+/// while because a message too large to read came on them.
+struct Subscriptions {
+    /// Every topic, in order.
+    topics: Vec<String>,
+    /// Left out: until when, and how often blamed.
+    quarantined: std::collections::HashMap<String, (Instant, u32)>,
+    /// This connection's: when the first SUBSCRIBE went out, and the topics
+    /// in the order sent ([`SUBSCRIBE_GAP`] apart).
+    sent: Option<(Instant, Vec<String>)>,
+}
+
+impl Subscriptions {
+    fn new(topics: Vec<String>) -> Self {
+        Subscriptions {
+            topics,
+            quarantined: Default::default(),
+            sent: None,
+        }
+    }
+
+    /// The topics to subscribe, in order, after a CONNACK at `now`.
+    fn for_connect(&mut self, now: Instant) -> Vec<String> {
+        let list: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|t| self.quarantined.get(*t).is_none_or(|(until, _)| *until <= now))
+            .cloned()
+            .collect();
+        for t in self.topics.iter().filter(|t| !list.contains(t)) {
+            tracing::debug!(topic = %escaped_for_log(t.as_bytes(), 200), "not subscribing for now: a message too large to read came on it");
+        }
+        self.sent = Some((now, list.clone()));
+        list
+    }
+
+    /// The connection ended at `now` on a message too large to read: the
+    /// topic subscribed last, if that was under [`SUBSCRIBE_GAP`] ago, is
+    /// left out; returns it and for how long.
+    fn blame(&mut self, now: Instant) -> Option<(String, Duration)> {
+        let (first, list) = self.sent.take()?;
+        let slot = now.saturating_duration_since(first).as_millis() / SUBSCRIBE_GAP.as_millis().max(1);
+        let topic = list.get(usize::try_from(slot).ok()?)?.clone();
+        let times = self
+            .quarantined
+            .get(&topic)
+            .map_or(0, |(_, n)| *n)
+            .saturating_add(1);
+        let wait = QUARANTINE_MIN
+            .saturating_mul(1 << (times - 1).min(16))
+            .min(QUARANTINE_MAX);
+        self.quarantined.insert(topic.clone(), (now + wait, times));
+        Some((topic, wait))
+    }
+
+    /// A connection that lasted [`STABLE_AFTER`] ended: what it subscribed
+    /// to is harmless again.
+    fn forgive(&mut self) {
+        if let Some((_, list)) = self.sent.take() {
+            for t in list {
+                self.quarantined.remove(&t);
+            }
+        }
+    }
+}
+
+/// The wait before the next attempt after `failed` attempts in a row
+/// failed, with `brokers` brokers tried in turn. One broker: the backoff
+/// grows with every failure. Several: the next broker is tried at once,
+/// and the backoff (growing once per round) is slept only when every
+/// broker failed in the round; so losing a node of a cluster costs no
+/// delay, while a whole cluster down (or a poison message on every node)
+/// is still paced.
+///
+/// Each attempt waits for its broker's answer (up to the connect timeout,
+/// 10 s), even when another node might answer sooner: a NATS node that
+/// holds a CONNECT while JetStream re-elects finishes it even after the
+/// client gave up, then takes the session over from the client's next
+/// connection on another node and publishes its will (seen: `offline`
+/// and a reconnect 4 s after failing over with a 2 s connect timeout).
+/// Trying nodes in parallel would do the same.
+fn retry_delay(failed: u32, brokers: usize, backoff: &Backoff, rand_unit: f64) -> Duration {
+    let brokers = u32::try_from(brokers.max(1)).unwrap_or(u32::MAX);
+    if failed > 0 && failed.is_multiple_of(brokers) {
+        backoff.delay(failed / brokers - 1, rand_unit)
+    } else {
+        Duration::ZERO
     }
 }
 
@@ -348,5 +494,57 @@ pub(crate) fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, TlsE
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| TlsError::ClientAuth(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BACKOFF: Backoff = Backoff {
+        min: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
+
+    fn delays(brokers: usize, attempts: u32) -> Vec<u64> {
+        (1..=attempts)
+            .map(|n| retry_delay(n, brokers, &BACKOFF, 1.0).as_millis() as u64)
+            .collect()
+    }
+
+    #[test]
+    fn a_message_too_large_right_after_a_subscribe_leaves_that_topic_out_for_a_while() {
+        let mut subs = Subscriptions::new(vec!["ha/status".into(), "cmd".into()]);
+        let t0 = Instant::now();
+        assert_eq!(subs.for_connect(t0), ["ha/status", "cmd"]);
+        // During the second topic's slot: blamed on it.
+        let (topic, wait) = subs
+            .blame(t0 + SUBSCRIBE_GAP + Duration::from_millis(50))
+            .expect("blamed");
+        assert_eq!((topic.as_str(), wait), ("cmd", QUARANTINE_MIN));
+        let t1 = t0 + Duration::from_secs(3);
+        assert_eq!(subs.for_connect(t1), ["ha/status"]);
+        // Long after the last SUBSCRIBE: a live message, nobody is blamed.
+        assert_eq!(subs.blame(t1 + Duration::from_secs(5)), None);
+        // Back after the quarantine; blamed again: twice as long.
+        let t2 = t0 + SUBSCRIBE_GAP + QUARANTINE_MIN + Duration::from_secs(1);
+        assert_eq!(subs.for_connect(t2), ["ha/status", "cmd"]);
+        let (_, wait) = subs.blame(t2 + SUBSCRIBE_GAP).expect("blamed");
+        assert_eq!(wait, 2 * QUARANTINE_MIN);
+        // A stable connection with it subscribed forgives it.
+        let t3 = t2 + SUBSCRIBE_GAP + wait;
+        assert_eq!(subs.for_connect(t3).len(), 2);
+        subs.forgive();
+        assert!(subs.quarantined.is_empty());
+    }
+
+    #[test]
+    fn one_broker_backs_off_after_every_failure() {
+        assert_eq!(delays(1, 4), [200, 400, 800, 1600]);
+    }
+
+    #[test]
+    fn several_brokers_are_tried_at_once_and_back_off_once_per_round() {
+        assert_eq!(delays(3, 9), [0, 0, 200, 0, 0, 400, 0, 0, 800]);
     }
 }

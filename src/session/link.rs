@@ -27,9 +27,13 @@ pub const MESSAGE_LIMIT_BYTES: usize = 4 * 1024;
 
 /// MQTT 3.1.1 cannot tell the broker a size limit, and rumqttc ends the
 /// connection on a packet above its read limit before reading it. So the
-/// read limit is set well above anything legitimate and bounded (memory):
-/// messages up to 1 MiB are read and dropped, keeping the session; above
-/// that the connection ends and reconnects without resetting the backoff.
+/// read limit is set well above anything legitimate and bounded: messages
+/// up to 1 MiB are read and dropped, keeping the session. Not higher:
+/// rumqttc reads a packet whole into its read buffer, which then keeps
+/// that capacity (resident) as long as the connection lasts. Above it the
+/// connection ends; the session reconnects without resetting the backoff
+/// and leaves the topic the message came on unsubscribed for a while when
+/// it arrived right after subscribing (a retained one).
 pub const V311_READ_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// Sent in MQTT 5's CONNECT as Maximum Packet Size: the broker then never
@@ -63,8 +67,30 @@ pub(super) enum Polled {
     Done,
     /// Anything else (acks, pings).
     Other,
-    /// The connection failed or was lost, worded for a person.
-    Failed(String),
+    /// The connection failed or was lost.
+    Failed {
+        /// Why, worded for a person.
+        error: String,
+        /// It ended on an incoming packet over the read limit (MQTT 3.1.1
+        /// cannot tell the broker a limit).
+        too_large: bool,
+    },
+}
+
+impl Polled {
+    fn failed(error: String) -> Polled {
+        Polled::Failed {
+            error,
+            too_large: false,
+        }
+    }
+
+    fn too_large(error: String) -> Polled {
+        Polled::Failed {
+            error,
+            too_large: true,
+        }
+    }
 }
 
 /// The client half (cloneable, used to publish and subscribe).
@@ -223,7 +249,13 @@ async fn poll_v311(l: &mut rumqttc::EventLoop, limit: usize) -> Polled {
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
         Ok(_) => Polled::Other,
         Err(E::RequestsDone) => Polled::Done,
-        Err(e) => Polled::Failed(match e {
+        Err(E::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(size),
+        ))) => Polled::too_large(format!(
+            "a {size}-byte message arrived, over the {V311_READ_LIMIT_BYTES}-byte read limit; \
+                 MQTT 3.1.1 cannot refuse it (mqtt.protocol = \"5\" makes the broker drop it)"
+        )),
+        Err(e) => Polled::failed(match e {
             E::ConnectionRefused(C::BadUserNamePassword) => {
                 "broker refused the user name or password (CONNACK 4)".into()
             }
@@ -233,12 +265,6 @@ async fn poll_v311(l: &mut rumqttc::EventLoop, limit: usize) -> Polled {
             E::ConnectionRefused(C::RefusedProtocolVersion) => "broker refused MQTT 3.1.1 (CONNACK 1)".into(),
             E::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
             E::NetworkTimeout => "timed out connecting".into(),
-            E::MqttState(rumqttc::StateError::Deserialization(rumqttc::Error::PayloadSizeLimitExceeded(
-                size,
-            ))) => format!(
-                "a {size}-byte message arrived, over the {V311_READ_LIMIT_BYTES}-byte limit; \
-                 MQTT 3.1.1 cannot refuse it (mqtt.protocol = \"5\" makes the broker drop it)"
-            ),
             other => other.to_string(),
         }),
     }
@@ -255,7 +281,13 @@ async fn poll_v5(l: &mut v5::EventLoop, limit: usize) -> Polled {
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
         Ok(_) => Polled::Other,
         Err(E::RequestsDone) => Polled::Done,
-        Err(e) => Polled::Failed(match e {
+        // (The broker should not send one over our Maximum Packet Size.)
+        Err(E::MqttState(v5::StateError::Deserialization(
+            v5::mqttbytes::Error::PayloadSizeLimitExceeded { pkt_size, max },
+        ))) => Polled::too_large(format!(
+            "a {pkt_size}-byte packet arrived, over the {max}-byte Maximum Packet Size we sent"
+        )),
+        Err(e) => Polled::failed(match e {
             E::ConnectionRefused(C::BadUserNamePassword) => {
                 "broker refused the user name or password (CONNACK 134)".into()
             }
