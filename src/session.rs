@@ -251,6 +251,15 @@ impl Session {
                 Polled::Oversized { topic, bytes } => drops.note(&topic, bytes, self.opts.message_limit),
                 Polled::DisconnectSent => {
                     tracing::debug!("disconnect sent");
+                    // Read until the broker closes: a socket closed with
+                    // acks still unread in it is reset, and a broker that
+                    // sees the reset drops what it had not read yet (the
+                    // last clears of `purge`, the `offline` of a shutdown).
+                    let limit = self.opts.message_limit;
+                    let _ = tokio::time::timeout(DISCONNECT_DRAIN, async {
+                        while !matches!(self.link.poll(limit).await, Polled::Failed { .. } | Polled::Done) {}
+                    })
+                    .await;
                     return;
                 }
                 Polled::Done => return,
@@ -305,6 +314,9 @@ impl Session {
         }
     }
 }
+
+/// How long after DISCONNECT the session waits for the broker to close.
+const DISCONNECT_DRAIN: Duration = Duration::from_secs(2);
 
 /// The gap between our SUBSCRIBEs after a CONNACK (one topic at a time):
 /// a retained message comes right after its SUBACK, so a message too large

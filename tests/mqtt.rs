@@ -457,7 +457,11 @@ fn an_oversized_retained_status_message_does_not_end_the_session() {
         .lines()
         .any(|l| l.contains("host2mqtt-t_big") && l.contains("host2mqtt/t_big/command"))
     {
-        assert!(Instant::now() < deadline, "no SUBSCRIBE to the command topic:\n{}", broker.log());
+        assert!(
+            Instant::now() < deadline,
+            "no SUBSCRIBE to the command topic:\n{}",
+            broker.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The same, live, on both subscribed topics.
