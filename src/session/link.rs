@@ -52,6 +52,9 @@ const CONNECT_TIMEOUT_SECONDS: u64 = 10;
 /// while the broker is away, old states are dropped, not queued.
 const REQUEST_QUEUE: usize = 32;
 
+/// In-flight QoS 1 publishes allowed under MQTT 5 (see where it is set).
+const V5_INFLIGHT: u16 = 100;
+
 /// What one poll of the event loop gave.
 #[derive(Debug)]
 pub(super) enum Polled {
@@ -147,6 +150,11 @@ pub(super) fn options(opts: &SessionOptions, host: &str, port: u16) -> Result<Op
             o.set_keep_alive(opts.keepalive)
                 .set_clean_start(true)
                 .set_connection_timeout(CONNECT_TIMEOUT_SECONDS)
+                // rumqttc's v5 state keeps one slot per possible in-flight
+                // publish, 65,535 unless limited: 14 MiB of RSS measured.
+                // We have a few QoS 1 messages in flight at most; 100 is
+                // rumqttc's 3.1.1 default.
+                .set_outgoing_inflight_upper_limit(V5_INFLIGHT)
                 .set_max_packet_size(Some(
                     V5_MAX_PACKET_BYTES.max(
                         u32::try_from(opts.message_limit)
