@@ -533,6 +533,10 @@ pub async fn run(
     // The sources wake on the agent's ticks, unless the agent follows a
     // paused runtime clock (tests): that clock is not theirs.
     let kernel_ticks = agent.ticks == Ticks::Kernel;
+    if kernel_ticks {
+        // The sources' first sleeps began on timers: off them now.
+        crate::source::tick(tokio::time::Instant::now(), agent.interval);
+    }
     while pokes.try_recv().is_ok() {}
     supervisor.ready();
     tracing::info!(

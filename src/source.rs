@@ -162,7 +162,8 @@ fn ticks() -> &'static watch::Sender<AgentTick> {
 }
 
 /// Tells the sources that the agent ticked at `at`, every `interval`.
-/// Called by `agent::run` on each tick of its kernel timer.
+/// Called by `agent::run` on its first cycle and each tick of its kernel
+/// timer.
 pub fn tick(at: tokio::time::Instant, interval: std::time::Duration) {
     ticks().send_replace(Some((at, interval)));
 }
@@ -171,14 +172,17 @@ pub fn tick(at: tokio::time::Instant, interval: std::time::Duration) {
 /// at that point (within half an interval), so the source runs in the
 /// agent's wake-up and no timer of its own wakes the process (a tokio
 /// timer a minute away wakes it three times on its way down the timer
-/// wheel, issue 13). Without the agent's ticks (before its first
-/// cycle, or under a paused clock in tests): on a timer.
+/// wheel, issue 13). Before the agent's first cycle (a source's first
+/// sleep), on a timer until the agent starts ticking; with no agent
+/// ticks at all (a paused clock in tests), on that timer.
 pub async fn sleep_on_grid(every: std::time::Duration) {
     let target = next_on_grid(tokio::time::Instant::now(), every);
     let mut agent = ticks().subscribe();
     if agent.borrow_and_update().is_none() {
-        tokio::time::sleep_until(target).await;
-        return;
+        tokio::select! {
+            _ = tokio::time::sleep_until(target) => return,
+            _ = agent.changed() => {}
+        }
     }
     wait_for_tick(&mut agent, target).await;
 }
