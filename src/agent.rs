@@ -518,7 +518,13 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let watchdog_every = supervisor.watchdog_interval();
+    // When the agent ticks at least as often as systemd wants a ping, its
+    // ticks carry the pings: a timer of their own (45 s for WatchdogSec=90)
+    // would wake the process three times on its way down tokio's timer
+    // wheel (issue 13). A hung loop misses both alike.
+    let pet_on_ticks = watchdog_every.filter(|every| agent.interval <= *every);
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    let mut last_pet = tokio::time::Instant::now();
     let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let mut announce_at = far();
     let mut state_at = far();
@@ -539,6 +545,10 @@ pub async fn run(
     }
     while pokes.try_recv().is_ok() {}
     supervisor.ready();
+    if pet_on_ticks.is_some() {
+        supervisor.watchdog();
+        last_pet = tokio::time::Instant::now();
+    }
     tracing::info!(
         node_id = %agent.model.device.node_id,
         interval = %humantime::format_duration(agent.interval),
@@ -550,15 +560,21 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {
+                let now = tokio::time::Instant::now();
                 if kernel_ticks {
-                    crate::source::tick(tokio::time::Instant::now(), agent.interval);
+                    crate::source::tick(now, agent.interval);
+                }
+                // Ping now if the next tick would be too late for it.
+                if pet_on_ticks.is_some_and(|every| now - last_pet + agent.interval > every) {
+                    supervisor.watchdog();
+                    last_pet = now;
                 }
                 cycle_and_publish(&mut agent, &publisher, connected);
             }
             // A source has news that should not wait for the interval (a
             // unit failed, an update run finished).
             Some(()) = pokes.recv() => cycle_and_publish(&mut agent, &publisher, connected),
-            _ = watchdog.tick(), if watchdog_every.is_some() => supervisor.watchdog(),
+            _ = watchdog.tick(), if watchdog_every.is_some() && pet_on_ticks.is_none() => supervisor.watchdog(),
             _ = sleep_until(announce_at) => {
                 announce_at = far();
                 if connected {
@@ -1026,6 +1042,17 @@ mod tests {
         wait(Duration::from_secs(35)).await;
         let pings = r.rec.take().iter().filter(|c| **c == Call::Watchdog).count();
         assert_eq!(pings, 4, "at 0s, 10s, 20s and 30s");
+        drop(r.pokes);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ticks_pet_a_watchdog_that_asks_less_often_than_the_interval() {
+        // 30 s interval, a ping wanted every 70 s: on the ticks at 0 s,
+        // 60 s (90 s would be late), 120 s, 180 s — never more than 70 s apart.
+        let r = start(Some(Duration::from_secs(70)));
+        wait(Duration::from_secs(185)).await;
+        let pings = r.rec.take().iter().filter(|c| **c == Call::Watchdog).count();
+        assert_eq!(pings, 4, "at 0s, 60s, 120s and 180s");
         drop(r.pokes);
     }
 
