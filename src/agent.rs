@@ -2,7 +2,8 @@
 //! (re)connect and on HA's birth message, shutdown, and the systemd
 //! watchdog. [`run`] takes what it publishes through ([`Outbox`]), its
 //! supervisor, its events and its shutdown signal as arguments, so tests
-//! drive its timers with `tokio::time::pause()`.
+//! drive its timers with `tokio::time::pause()` (ticking on tokio's timer,
+//! [`Ticks::Runtime`], where a run ticks on the kernel's).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
