@@ -2,7 +2,8 @@
 //! (re)connect and on HA's birth message, shutdown, and the systemd
 //! watchdog. [`run`] takes what it publishes through ([`Outbox`]), its
 //! supervisor, its events and its shutdown signal as arguments, so tests
-//! drive its timers with `tokio::time::pause()`.
+//! drive its timers with `tokio::time::pause()` (ticking on tokio's timer,
+//! [`Ticks::Runtime`], where a run ticks on the kernel's).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct Agent {
     info_changed: bool,
     /// The Prometheus endpoint's text, rendered after each cycle when it is on.
     metrics: Option<tokio::sync::watch::Sender<String>>,
+    /// What wakes [`run`] every interval.
+    ticks: Ticks,
 }
 
 impl Agent {
@@ -77,6 +80,7 @@ impl Agent {
             info: None,
             info_changed: false,
             metrics: None,
+            ticks: Ticks::Kernel,
         }
     }
 
@@ -168,6 +172,12 @@ impl Agent {
         self.announcer
             .update(&self.model, &self.readings)
             .map(str::to_owned)
+    }
+
+    /// Sets what wakes [`run`] every interval: [`Ticks::Kernel`] unless
+    /// the runtime's clock is paused (tests), which a kernel timer ignores.
+    pub fn tick_on(&mut self, ticks: Ticks) {
+        self.ticks = ticks;
     }
 
     /// Renders every cycle's readings for the Prometheus endpoint into `tx`.
@@ -345,6 +355,156 @@ const COMMAND_LOG_MAX_CHARS: usize = 64;
 /// discovery, so a state sent right behind it can be missed.
 const STATE_AFTER_ANNOUNCE: Duration = Duration::from_secs(2);
 
+/// What wakes the agent every interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ticks {
+    /// A `timerfd` on `CLOCK_MONOTONIC`: the kernel wakes the process once
+    /// per tick. A tokio timer 10 s away is moved down tokio's timer wheel
+    /// (4.096 s slots, then 64 ms, then 1 ms) before it fires, each move a
+    /// wake-up of the process of its own: three per tick (issue 13). The
+    /// sources wait on these ticks too (see [`crate::source::sleep_on_grid`]).
+    Kernel,
+    /// tokio's interval, which follows a paused clock (tests).
+    Runtime,
+}
+
+/// Tolerance before a late tick counts as missed, as tokio's `Interval`.
+const LATE_TICK: Duration = Duration::from_millis(5);
+
+/// The agent's interval: a kernel timer ([`Ticks::Kernel`]) or tokio's.
+/// A missed tick delays the next ones by as much, as tokio's
+/// [`MissedTickBehavior::Delay`] does, with either.
+enum Ticker {
+    Kernel {
+        timer: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+        period: Duration,
+        /// The instant the timer is armed for, on `CLOCK_MONOTONIC`.
+        deadline: Duration,
+    },
+    Runtime(tokio::time::Interval),
+}
+
+impl Ticker {
+    /// Ticks every `period`, the first time `period` from now.
+    fn start(ticks: Ticks, period: Duration) -> Ticker {
+        if ticks == Ticks::Kernel {
+            match Ticker::kernel(period) {
+                Ok(ticker) => return ticker,
+                Err(e) => tracing::warn!(error = %e, "no kernel timer; ticking on tokio's"),
+            }
+        }
+        Ticker::runtime(period)
+    }
+
+    fn runtime(period: Duration) -> Ticker {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ticker::Runtime(interval)
+    }
+
+    fn kernel(period: Duration) -> std::io::Result<Ticker> {
+        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
+        let deadline = monotonic_now() + period;
+        arm(&fd, deadline)?;
+        // Deprecated for a `T` that may close or swap its descriptor while
+        // registered (tokio#8587); an `OwnedFd` owns it until dropped, and
+        // the safe spelling is gone (`register` is `unsafe`, forbidden here).
+        #[allow(deprecated)]
+        let timer = tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)?;
+        Ok(Ticker::Kernel {
+            timer,
+            period,
+            deadline,
+        })
+    }
+
+    /// Waits for the next tick. Cancel-safe: a tick is taken (and the
+    /// timer re-armed) in the one poll that sees it.
+    async fn tick(&mut self) {
+        let failed = match self {
+            Ticker::Runtime(interval) => {
+                interval.tick().await;
+                return;
+            }
+            Ticker::Kernel {
+                timer,
+                period,
+                deadline,
+            } => match Ticker::kernel_tick(timer, *period, deadline).await {
+                Ok(()) => return,
+                Err(e) => (e, *period),
+            },
+        };
+        // Not seen: a timerfd that was made does not fail. Carry on with
+        // tokio's timer rather than stop collecting.
+        tracing::warn!(error = %failed.0, "kernel timer failed; ticking on tokio's");
+        *self = Ticker::runtime(failed.1);
+    }
+
+    async fn kernel_tick(
+        timer: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+        period: Duration,
+        deadline: &mut Duration,
+    ) -> std::io::Result<()> {
+        loop {
+            let mut ready = timer.readable().await?;
+            let mut expirations = [0u8; 8];
+            match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
+                Ok(read) => {
+                    read?;
+                    break;
+                }
+                // Spurious readiness: cleared, wait again.
+                Err(_) => continue,
+            }
+        }
+        let now = monotonic_now();
+        *deadline = if now > *deadline + LATE_TICK {
+            now + period
+        } else {
+            *deadline + period
+        };
+        arm(timer.get_ref(), *deadline)?;
+        Ok(())
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, the clock of the kernel timer (and of
+/// `std::time::Instant` on Linux).
+fn monotonic_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Arms `timer` once, for the `CLOCK_MONOTONIC` instant `at`.
+fn arm(timer: &impl std::os::fd::AsFd, at: Duration) -> rustix::io::Result<()> {
+    use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let value = Timespec {
+        tv_sec: i64::try_from(at.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(at.subsec_nanos()),
+    };
+    timerfd_settime(
+        timer,
+        TimerfdTimerFlags::ABSTIME,
+        &Itimerspec {
+            it_interval: zero,
+            it_value: value,
+        },
+    )
+    .map(|_| ())
+}
+
 /// Runs the agent until `shutdown` resolves: collects every interval,
 /// publishes state while connected, announces (online + discovery + state)
 /// on every connect and after HA's birth message, then publishes `offline`
@@ -358,10 +518,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut ticker = tokio::time::interval(agent.interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let watchdog_every = supervisor.watchdog_interval();
+    // When the agent ticks at least as often as systemd wants a ping, its
+    // ticks carry the pings: a timer of their own (45 s for WatchdogSec=90)
+    // would wake the process three times on its way down tokio's timer
+    // wheel (issue 13). A hung loop misses both alike.
+    let pet_on_ticks = watchdog_every.filter(|every| agent.interval <= *every);
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    let mut last_pet = tokio::time::Instant::now();
     let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let mut announce_at = far();
     let mut state_at = far();
@@ -371,10 +535,21 @@ pub async fn run(
     // state; the interval's first tick and the sources' first wake-ups
     // (they answered before we started) would only repeat it.
     agent.cycle(&Tick::now());
-    ticker.reset();
+    let mut ticker = Ticker::start(agent.ticks, agent.interval);
     crate::source::set_cycle_grid(tokio::time::Instant::now());
+    // The sources wake on the agent's ticks, unless the agent follows a
+    // paused runtime clock (tests): that clock is not theirs.
+    let kernel_ticks = agent.ticks == Ticks::Kernel;
+    if kernel_ticks {
+        // The sources' first sleeps began on timers: off them now.
+        crate::source::tick(tokio::time::Instant::now(), agent.interval);
+    }
     while pokes.try_recv().is_ok() {}
     supervisor.ready();
+    if pet_on_ticks.is_some() {
+        supervisor.watchdog();
+        last_pet = tokio::time::Instant::now();
+    }
     tracing::info!(
         node_id = %agent.model.device.node_id,
         interval = %humantime::format_duration(agent.interval),
@@ -385,11 +560,22 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => cycle_and_publish(&mut agent, &publisher, connected),
+            _ = ticker.tick() => {
+                let now = tokio::time::Instant::now();
+                if kernel_ticks {
+                    crate::source::tick(now, agent.interval);
+                }
+                // Ping now if the next tick would be too late for it.
+                if pet_on_ticks.is_some_and(|every| now - last_pet + agent.interval > every) {
+                    supervisor.watchdog();
+                    last_pet = now;
+                }
+                cycle_and_publish(&mut agent, &publisher, connected);
+            }
             // A source has news that should not wait for the interval (a
             // unit failed, an update run finished).
             Some(()) = pokes.recv() => cycle_and_publish(&mut agent, &publisher, connected),
-            _ = watchdog.tick(), if watchdog_every.is_some() => supervisor.watchdog(),
+            _ = watchdog.tick(), if watchdog_every.is_some() && pet_on_ticks.is_none() => supervisor.watchdog(),
             _ = sleep_until(announce_at) => {
                 announce_at = far();
                 if connected {
@@ -670,7 +856,8 @@ mod tests {
             watchdog,
             ..Recorder::default()
         };
-        let agent = agent(collectors);
+        let mut agent = agent(collectors);
+        agent.tick_on(Ticks::Runtime);
         let topics = agent.model.topics.clone();
         let (events, events_rx) = mpsc::channel(16);
         let (pokes, pokes_rx) = mpsc::channel(1);
@@ -860,6 +1047,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_ticks_pet_a_watchdog_that_asks_less_often_than_the_interval() {
+        // 30 s interval, a ping wanted every 70 s: on the ticks at 0 s,
+        // 60 s (90 s would be late), 120 s, 180 s — never more than 70 s apart.
+        let r = start(Some(Duration::from_secs(70)));
+        wait(Duration::from_secs(185)).await;
+        let pings = r.rec.take().iter().filter(|c| **c == Call::Watchdog).count();
+        assert_eq!(pings, 4, "at 0s, 60s, 120s and 180s");
+        drop(r.pokes);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn no_watchdog_pings_without_a_watchdog() {
         let r = start(None);
         wait(Duration::from_secs(35)).await;
@@ -979,5 +1177,59 @@ mod tests {
             Some(9_999),
             "the next warning says how many were not logged"
         );
+    }
+
+    #[tokio::test]
+    async fn the_kernel_timer_ticks_every_period_from_its_start() {
+        let period = Duration::from_millis(40);
+        let started = Instant::now();
+        let mut ticker = Ticker::start(Ticks::Kernel, period);
+        assert!(matches!(ticker, Ticker::Kernel { .. }), "a timerfd here");
+        for n in 1..=3 {
+            ticker.tick().await;
+            let elapsed = started.elapsed();
+            assert!(elapsed >= period * n, "tick {n} at {elapsed:?}, early");
+            assert!(
+                elapsed < period * n + Duration::from_millis(30),
+                "tick {n} at {elapsed:?}, late"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missed_kernel_tick_delays_the_next_ones_as_tokio_does() {
+        let period = Duration::from_millis(40);
+        let mut ticker = Ticker::start(Ticks::Kernel, period);
+        // A stall of two and a half periods: one tick at once, then the
+        // next a whole period later (MissedTickBehavior::Delay), not a
+        // burst of the missed ones nor one back on the old grid.
+        std::thread::sleep(period * 5 / 2);
+        let stalled = Instant::now();
+        ticker.tick().await;
+        assert!(
+            stalled.elapsed() < Duration::from_millis(15),
+            "the missed tick at once"
+        );
+        let after = Instant::now();
+        ticker.tick().await;
+        let gap = after.elapsed();
+        assert!(
+            gap >= period - Duration::from_millis(2),
+            "next tick after {gap:?}: a burst"
+        );
+        assert!(
+            gap < period + Duration::from_millis(30),
+            "next tick after {gap:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_runtime_ticker_follows_a_paused_clock() {
+        let period = Duration::from_secs(30);
+        let t0 = tokio::time::Instant::now();
+        let mut ticker = Ticker::start(Ticks::Runtime, period);
+        ticker.tick().await;
+        ticker.tick().await;
+        assert_eq!(tokio::time::Instant::now(), t0 + period * 2);
     }
 }

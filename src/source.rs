@@ -151,9 +151,57 @@ fn grid_point(
     now + std::time::Duration::from_nanos(u64::try_from(every_ns - past).unwrap_or(u64::MAX))
 }
 
-/// Sleeps until [`next_on_grid`] of `every`.
+/// The agent's latest tick: when, and its interval. `None` until the
+/// agent ticks on the kernel's timer (see [`crate::agent::Ticks`]).
+type AgentTick = Option<(tokio::time::Instant, std::time::Duration)>;
+
+/// The agent's ticks, for the sources to wake on.
+fn ticks() -> &'static watch::Sender<AgentTick> {
+    static TICKS: std::sync::OnceLock<watch::Sender<AgentTick>> = std::sync::OnceLock::new();
+    TICKS.get_or_init(|| watch::channel(None).0)
+}
+
+/// Tells the sources that the agent ticked at `at`, every `interval`.
+/// Called by `agent::run` on its first cycle and each tick of its kernel
+/// timer.
+pub fn tick(at: tokio::time::Instant, interval: std::time::Duration) {
+    ticks().send_replace(Some((at, interval)));
+}
+
+/// Sleeps until [`next_on_grid`] of `every`: until the agent's first tick
+/// at that point (within half an interval), so the source runs in the
+/// agent's wake-up and no timer of its own wakes the process (a tokio
+/// timer a minute away wakes it three times on its way down the timer
+/// wheel, issue 13). Before the agent's first cycle (a source's first
+/// sleep), on a timer until the agent starts ticking; with no agent
+/// ticks at all (a paused clock in tests), on that timer.
 pub async fn sleep_on_grid(every: std::time::Duration) {
-    tokio::time::sleep_until(next_on_grid(tokio::time::Instant::now(), every)).await;
+    let target = next_on_grid(tokio::time::Instant::now(), every);
+    let mut agent = ticks().subscribe();
+    if agent.borrow_and_update().is_none() {
+        tokio::select! {
+            _ = tokio::time::sleep_until(target) => return,
+            _ = agent.changed() => {}
+        }
+    }
+    wait_for_tick(&mut agent, target).await;
+}
+
+/// Waits for the first tick in `agent` at `target` or later, less half
+/// an interval: ticks fall on the grid give or take how late the process
+/// woke (or a tick delayed by a stall).
+async fn wait_for_tick(agent: &mut watch::Receiver<AgentTick>, target: tokio::time::Instant) {
+    loop {
+        if agent.changed().await.is_err() {
+            tokio::time::sleep_until(target).await;
+            return;
+        }
+        if let Some((at, interval)) = *agent.borrow_and_update() {
+            if at + interval / 2 >= target {
+                return;
+            }
+        }
+    }
 }
 
 /// Waits until every source has published once, or `within` has passed.
@@ -196,5 +244,48 @@ mod tests {
         // A grid set after `now` (another runtime's clock in tests).
         assert_eq!(grid_point(Some(t0 + s(25)), t0, s(10)), t0 + s(5));
         assert_eq!(grid_point(Some(t0 + s(20)), t0, s(10)), t0 + s(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_wakes_on_the_first_agent_tick_at_its_grid_point() {
+        let (tx, mut rx) = watch::channel(None);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let every = s(10);
+        // A minute's check from t0 + 3 s, the grid at t0: due at t0 + 60 s.
+        let waiting = tokio::spawn(async move {
+            wait_for_tick(&mut rx, t0 + s(60)).await;
+            Instant::now()
+        });
+        for n in 1..=5 {
+            tokio::time::sleep_until(t0 + every * n).await;
+            tx.send_replace(Some((Instant::now(), every)));
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished(), "woke at tick {n}, before the minute");
+        }
+        // The tick of the minute, a little late: that one.
+        tokio::time::sleep_until(t0 + s(60) + Duration::from_millis(3)).await;
+        tx.send_replace(Some((Instant::now(), every)));
+        let woke = waiting.await.expect("joins");
+        assert_eq!(
+            woke,
+            t0 + s(60) + Duration::from_millis(3),
+            "woke on the agent's tick"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tick_a_little_early_for_the_grid_counts() {
+        // The ticks shifted 2 s early by a stall (missed ticks delay):
+        // the tick nearest the grid point is the one.
+        let (tx, mut rx) = watch::channel(None);
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        let waiting = tokio::spawn(async move { wait_for_tick(&mut rx, t0 + every * 2).await });
+        tx.send_replace(Some((t0 + Duration::from_secs(8), every)));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "a tick 12 s before the point is not it");
+        tx.send_replace(Some((t0 + Duration::from_secs(18), every)));
+        waiting.await.expect("joins");
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Map};
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
 
 use super::{last_line, run_failure, Failure, Latch};
 use crate::container::runner::Runner;
@@ -239,7 +238,8 @@ impl NvidiaSource {
         loop {
             self.refresh().await;
             ctx.publish(self.state(), false);
-            sleep_until(Instant::now() + self.next_delay()).await;
+            // On the agent's ticks, so the run shares their wake-up.
+            crate::source::sleep_on_grid(self.next_delay()).await;
         }
     }
 }

@@ -475,7 +475,8 @@ impl SmartSource {
         loop {
             self.refresh().await;
             ctx.publish(self.state(), true);
-            sleep_until(Instant::now() + self.period).await;
+            // On the agent's ticks, so the check shares their wake-up.
+            crate::source::sleep_on_grid(self.period).await;
         }
     }
 }

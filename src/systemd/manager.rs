@@ -192,8 +192,11 @@ impl ManagerSource {
         let far = || Instant::now() + Duration::from_secs(86400 * 365);
         let mut refresh_at = far();
         let mut pending = false;
-        let mut resync = tokio::time::interval_at(Instant::now() + self.resync, self.resync);
-        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // On the agent's ticks (resync is its interval), so the resync
+        // shares their wake-up: an interval of its own woke the process
+        // three times per resync on the timer wheel's way (issue 13).
+        let resync = crate::source::sleep_on_grid(self.resync);
+        tokio::pin!(resync);
         loop {
             let urgent;
             tokio::select! {
@@ -215,7 +218,10 @@ impl ManagerSource {
                 },
                 _ = sleep_until(refresh_at), if pending => urgent = true,
                 // A change waiting for its snapshot stays urgent.
-                _ = resync.tick() => urgent = pending,
+                _ = &mut resync => {
+                    resync.set(crate::source::sleep_on_grid(self.resync));
+                    urgent = pending;
+                }
                 Some(word) = out.commands().recv() => {
                     self.restart(&bus, &snap, &word).await?;
                     continue;
