@@ -2,7 +2,7 @@
 //! polled. It connects with a last will, waits with exponential backoff and
 //! jitter between failed attempts (rumqttc reconnects on the next poll with
 //! no delay of its own), moves to the next broker of `mqtt.hosts` on every
-//! failure, re-subscribes (one topic a second) after every connect and
+//! failure, re-subscribes (one topic at a time) after every connect and
 //! tells the agent when a connection is up. Incoming messages over
 //! [`MESSAGE_LIMIT_BYTES`] are dropped here, never ending the session when
 //! avoidable (see `link` for what MQTT 3.1.1 and 5 each allow); a topic
@@ -186,6 +186,15 @@ impl Session {
         ))
     }
 
+    /// Sends this connection's next SUBSCRIBE, if any is left.
+    fn subscribe_next(&self, subs: &mut Subscriptions) {
+        if let Some(topic) = subs.next() {
+            if let Err(e) = self.client.try_subscribe(topic) {
+                tracing::warn!(%topic, error = %e, "cannot subscribe");
+            }
+        }
+    }
+
     fn endpoint(&self) -> String {
         let scheme = if self.opts.tls.is_some() { "mqtts" } else { "mqtt" };
         match self.opts.brokers.get(self.current) {
@@ -222,8 +231,6 @@ impl Session {
         let mut last_error = String::new();
         let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
         let mut subs = Subscriptions::new(self.opts.subscriptions.clone());
-        // (Dropping it stops the SUBSCRIBEs of a connection that is gone.)
-        let mut _subscribing: Option<AbortOnDrop> = None;
         loop {
             match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
@@ -231,10 +238,8 @@ impl Session {
                     last_error.clear();
                     let now = Instant::now();
                     connected_at = Some(now);
-                    _subscribing = Some(AbortOnDrop(tokio::spawn(subscribe_in_turn(
-                        self.client.clone(),
-                        subs.for_connect(now),
-                    ))));
+                    subs.for_connect(now);
+                    self.subscribe_next(&mut subs);
                     if events.send(SessionEvent::Connected).await.is_err() {
                         return;
                     }
@@ -263,9 +268,12 @@ impl Session {
                     return;
                 }
                 Polled::Done => return,
+                Polled::SubAck => {
+                    subs.acked(Instant::now());
+                    self.subscribe_next(&mut subs);
+                }
                 Polled::Other => {}
                 Polled::Failed { error, too_large } => {
-                    _subscribing = None;
                     let lost = connected_at.take();
                     if lost.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                         failures = 0;
@@ -318,11 +326,13 @@ impl Session {
 /// How long after DISCONNECT the session waits for the broker to close.
 const DISCONNECT_DRAIN: Duration = Duration::from_secs(2);
 
-/// The gap between our SUBSCRIBEs after a CONNACK (one topic at a time):
-/// a retained message comes right after its SUBACK, so a message too large
-/// to read (it ends an MQTT 3.1.1 connection) that arrives within this long
-/// of a SUBSCRIBE is blamed on that topic.
-const SUBSCRIBE_GAP: Duration = Duration::from_secs(1);
+/// How long after a SUBACK a message too large to read (it ends an MQTT
+/// 3.1.1 connection) is blamed on that SUBACK's topic. We subscribe one
+/// topic at a time, the next when the last one's SUBACK arrives, and a
+/// broker sends a topic's retained messages right behind its SUBACK and
+/// before it reads our next SUBSCRIBE: what comes between two SUBACKs is
+/// the first topic's.
+const BLAME_WINDOW: Duration = Duration::from_secs(5);
 
 /// How long a topic blamed for ending the connection stays unsubscribed,
 /// doubling each time it is blamed again, up to [`QUARANTINE_MAX`]. It is
@@ -333,26 +343,6 @@ const SUBSCRIBE_GAP: Duration = Duration::from_secs(1);
 const QUARANTINE_MIN: Duration = Duration::from_secs(60);
 const QUARANTINE_MAX: Duration = Duration::from_secs(3600);
 
-/// A task stopped when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn subscribe_in_turn(client: Client, topics: Vec<String>) {
-    for (i, topic) in topics.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(SUBSCRIBE_GAP).await;
-        }
-        if let Err(e) = client.try_subscribe(topic) {
-            tracing::warn!(%topic, error = %e, "cannot subscribe");
-        }
-    }
-}
-
 /// The topics to subscribe after every connect, less those left out for a
 /// while because a message too large to read came on them.
 struct Subscriptions {
@@ -360,9 +350,12 @@ struct Subscriptions {
     topics: Vec<String>,
     /// Left out: until when, and how often blamed.
     quarantined: std::collections::HashMap<String, (Instant, u32)>,
-    /// This connection's: when the first SUBSCRIBE went out, and the topics
-    /// in the order sent ([`SUBSCRIBE_GAP`] apart).
-    sent: Option<(Instant, Vec<String>)>,
+    /// This connection's topics, in order.
+    list: Vec<String>,
+    /// How many of `list` went out as SUBSCRIBEs.
+    sent: usize,
+    /// The topic whose SUBACK came last, and when.
+    acked: Option<(String, Instant)>,
 }
 
 impl Subscriptions {
@@ -370,7 +363,9 @@ impl Subscriptions {
         Subscriptions {
             topics,
             quarantined: Default::default(),
-            sent: None,
+            list: Vec::new(),
+            sent: 0,
+            acked: None,
         }
     }
 
@@ -385,17 +380,34 @@ impl Subscriptions {
         for t in self.topics.iter().filter(|t| !list.contains(t)) {
             tracing::debug!(topic = %escaped_for_log(t.as_bytes(), 200), "not subscribing for now: a message too large to read came on it");
         }
-        self.sent = Some((now, list.clone()));
+        self.list = list.clone();
+        self.sent = 0;
+        self.acked = None;
         list
     }
 
+    /// The next topic to subscribe on this connection, if any (marked sent).
+    fn next(&mut self) -> Option<&str> {
+        let topic = self.list.get(self.sent)?;
+        self.sent += 1;
+        Some(topic)
+    }
+
+    /// The SUBACK of the last topic sent arrived at `now`.
+    fn acked(&mut self, now: Instant) {
+        if let Some(topic) = self.sent.checked_sub(1).and_then(|i| self.list.get(i)) {
+            self.acked = Some((topic.clone(), now));
+        }
+    }
+
     /// The connection ended at `now` on a message too large to read: the
-    /// topic subscribed last, if that was under [`SUBSCRIBE_GAP`] ago, is
-    /// left out; returns it and for how long.
+    /// topic whose SUBACK came last, if under [`BLAME_WINDOW`] ago, is left
+    /// out; returns it and for how long.
     fn blame(&mut self, now: Instant) -> Option<(String, Duration)> {
-        let (first, list) = self.sent.take()?;
-        let slot = now.saturating_duration_since(first).as_millis() / SUBSCRIBE_GAP.as_millis().max(1);
-        let topic = list.get(usize::try_from(slot).ok()?)?.clone();
+        let (topic, at) = self.acked.take()?;
+        if now.saturating_duration_since(at) >= BLAME_WINDOW {
+            return None;
+        }
         let times = self
             .quarantined
             .get(&topic)
@@ -411,10 +423,8 @@ impl Subscriptions {
     /// A connection that lasted [`STABLE_AFTER`] ended: what it subscribed
     /// to is harmless again.
     fn forgive(&mut self) {
-        if let Some((_, list)) = self.sent.take() {
-            for t in list {
-                self.quarantined.remove(&t);
-            }
+        for t in std::mem::take(&mut self.list) {
+            self.quarantined.remove(&t);
         }
     }
 }
@@ -525,26 +535,37 @@ mod tests {
     }
 
     #[test]
-    fn a_message_too_large_right_after_a_subscribe_leaves_that_topic_out_for_a_while() {
+    fn a_message_too_large_right_after_a_suback_leaves_that_topic_out_for_a_while() {
         let mut subs = Subscriptions::new(vec!["ha/status".into(), "cmd".into()]);
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         assert_eq!(subs.for_connect(t0), ["ha/status", "cmd"]);
-        // During the second topic's slot: blamed on it.
-        let (topic, wait) = subs
-            .blame(t0 + SUBSCRIBE_GAP + Duration::from_millis(50))
-            .expect("blamed");
+        // One at a time: the next goes out when the last one's SUBACK came.
+        assert_eq!(subs.next(), Some("ha/status"));
+        subs.acked(t0 + ms(5));
+        assert_eq!(subs.next(), Some("cmd"));
+        subs.acked(t0 + ms(10));
+        assert_eq!(subs.next(), None);
+        // Right behind the second SUBACK: its retained message.
+        let (topic, wait) = subs.blame(t0 + ms(20)).expect("blamed");
         assert_eq!((topic.as_str(), wait), ("cmd", QUARANTINE_MIN));
         let t1 = t0 + Duration::from_secs(3);
         assert_eq!(subs.for_connect(t1), ["ha/status"]);
-        // Long after the last SUBSCRIBE: a live message, nobody is blamed.
-        assert_eq!(subs.blame(t1 + Duration::from_secs(5)), None);
+        assert_eq!(subs.next(), Some("ha/status"));
+        subs.acked(t1);
+        // Long after the last SUBACK: a live message, nobody is blamed.
+        assert_eq!(subs.blame(t1 + BLAME_WINDOW), None);
         // Back after the quarantine; blamed again: twice as long.
-        let t2 = t0 + SUBSCRIBE_GAP + QUARANTINE_MIN + Duration::from_secs(1);
+        let t2 = t0 + QUARANTINE_MIN + Duration::from_secs(1);
         assert_eq!(subs.for_connect(t2), ["ha/status", "cmd"]);
-        let (_, wait) = subs.blame(t2 + SUBSCRIBE_GAP).expect("blamed");
+        subs.next();
+        subs.acked(t2);
+        subs.next();
+        subs.acked(t2);
+        let (_, wait) = subs.blame(t2 + ms(1)).expect("blamed");
         assert_eq!(wait, 2 * QUARANTINE_MIN);
         // A stable connection with it subscribed forgives it.
-        let t3 = t2 + SUBSCRIBE_GAP + wait;
+        let t3 = t2 + ms(1) + wait;
         assert_eq!(subs.for_connect(t3).len(), 2);
         subs.forgive();
         assert!(subs.quarantined.is_empty());

@@ -449,8 +449,9 @@ fn an_oversized_retained_status_message_does_not_end_the_session() {
     let agent = Agent::start(&test_config(broker.port, "t_big", ""), &[]);
     let (_, state, avail) = topics("t_big");
     rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
-    // The agent subscribes one topic at a time (a second apart, to tell
-    // which one a too-large message came on): wait for the command topic.
+    // The agent subscribes one topic at a time (each after the last one's
+    // SUBACK, to tell which one a too-large retained message came on):
+    // wait for the command topic.
     let deadline = Instant::now() + SECS(10);
     while !broker
         .log()

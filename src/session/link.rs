@@ -64,6 +64,9 @@ pub(super) enum Polled {
     Message { topic: String, payload: Vec<u8> },
     /// A message that was read but is too large to hand on.
     Oversized { topic: String, bytes: usize },
+    /// A SUBACK: the broker took our last SUBSCRIBE (its retained
+    /// messages come right behind it).
+    SubAck,
     /// Our DISCONNECT went out: the session ends.
     DisconnectSent,
     /// Every request sender is gone: the session ends.
@@ -253,6 +256,7 @@ async fn poll_v311(l: &mut rumqttc::EventLoop, limit: usize) -> Polled {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E, Event, Packet};
     match l.poll().await {
         Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
+        Ok(Event::Incoming(Packet::SubAck(_))) => Polled::SubAck,
         Ok(Event::Incoming(Packet::Publish(p))) => message(p.topic, &p.payload, limit),
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
         Ok(_) => Polled::Other,
@@ -283,6 +287,7 @@ async fn poll_v5(l: &mut v5::EventLoop, limit: usize) -> Polled {
     use v5::{ConnectionError as E, Event};
     match l.poll().await {
         Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::ConnAck,
+        Ok(Event::Incoming(Packet::SubAck(_))) => Polled::SubAck,
         Ok(Event::Incoming(Packet::Publish(p))) => {
             message(String::from_utf8_lossy(&p.topic).into_owned(), &p.payload, limit)
         }
