@@ -188,7 +188,7 @@ impl Session {
 
     /// Sends this connection's next SUBSCRIBE, if any is left.
     fn subscribe_next(&self, subs: &mut Subscriptions) {
-        if let Some(topic) = subs.next() {
+        if let Some(topic) = subs.next(Instant::now()) {
             if let Err(e) = self.client.try_subscribe(topic) {
                 tracing::warn!(%topic, error = %e, "cannot subscribe");
             }
@@ -354,7 +354,7 @@ struct Subscriptions {
     list: Vec<String>,
     /// How many of `list` went out as SUBSCRIBEs.
     sent: usize,
-    /// The topic whose SUBACK came last, and when.
+    /// The topic whose SUBSCRIBE or SUBACK came last, and when.
     acked: Option<(String, Instant)>,
 }
 
@@ -386,10 +386,14 @@ impl Subscriptions {
         list
     }
 
-    /// The next topic to subscribe on this connection, if any (marked sent).
-    fn next(&mut self) -> Option<&str> {
+    /// The next topic to subscribe on this connection at `now`, if any
+    /// (marked sent). Until its SUBACK is seen it is the one to blame: a
+    /// SUBACK read in the same batch as the message that ends the
+    /// connection is never handed on.
+    fn next(&mut self, now: Instant) -> Option<&str> {
         let topic = self.list.get(self.sent)?;
         self.sent += 1;
+        self.acked = Some((topic.clone(), now));
         Some(topic)
     }
 
@@ -401,8 +405,8 @@ impl Subscriptions {
     }
 
     /// The connection ended at `now` on a message too large to read: the
-    /// topic whose SUBACK came last, if under [`BLAME_WINDOW`] ago, is left
-    /// out; returns it and for how long.
+    /// topic whose SUBSCRIBE or SUBACK came last, if under [`BLAME_WINDOW`]
+    /// ago, is left out; returns it and for how long.
     fn blame(&mut self, now: Instant) -> Option<(String, Duration)> {
         let (topic, at) = self.acked.take()?;
         if now.saturating_duration_since(at) >= BLAME_WINDOW {
@@ -541,31 +545,35 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(subs.for_connect(t0), ["ha/status", "cmd"]);
         // One at a time: the next goes out when the last one's SUBACK came.
-        assert_eq!(subs.next(), Some("ha/status"));
+        assert_eq!(subs.next(t0), Some("ha/status"));
         subs.acked(t0 + ms(5));
-        assert_eq!(subs.next(), Some("cmd"));
+        assert_eq!(subs.next(t0 + ms(5)), Some("cmd"));
         subs.acked(t0 + ms(10));
-        assert_eq!(subs.next(), None);
+        assert_eq!(subs.next(t0 + ms(10)), None);
         // Right behind the second SUBACK: its retained message.
         let (topic, wait) = subs.blame(t0 + ms(20)).expect("blamed");
         assert_eq!((topic.as_str(), wait), ("cmd", QUARANTINE_MIN));
         let t1 = t0 + Duration::from_secs(3);
         assert_eq!(subs.for_connect(t1), ["ha/status"]);
-        assert_eq!(subs.next(), Some("ha/status"));
+        assert_eq!(subs.next(t1), Some("ha/status"));
         subs.acked(t1);
         // Long after the last SUBACK: a live message, nobody is blamed.
         assert_eq!(subs.blame(t1 + BLAME_WINDOW), None);
         // Back after the quarantine; blamed again: twice as long.
         let t2 = t0 + QUARANTINE_MIN + Duration::from_secs(1);
         assert_eq!(subs.for_connect(t2), ["ha/status", "cmd"]);
-        subs.next();
-        subs.acked(t2);
-        subs.next();
-        subs.acked(t2);
-        let (_, wait) = subs.blame(t2 + ms(1)).expect("blamed");
+        subs.next(t2);
+        // The SUBACK and the message came in one read: never seen.
+        let (topic, _) = subs.blame(t2 + ms(1)).expect("blamed");
+        assert_eq!(topic, "ha/status");
+        assert_eq!(subs.for_connect(t2 + ms(2)), ["cmd"]);
+        subs.next(t2 + ms(2));
+        subs.acked(t2 + ms(3));
+        let (topic, wait) = subs.blame(t2 + ms(4)).expect("blamed");
+        assert_eq!(topic, "cmd");
         assert_eq!(wait, 2 * QUARANTINE_MIN);
         // A stable connection with it subscribed forgives it.
-        let t3 = t2 + ms(1) + wait;
+        let t3 = t2 + ms(5) + wait;
         assert_eq!(subs.for_connect(t3).len(), 2);
         subs.forgive();
         assert!(subs.quarantined.is_empty());
