@@ -152,10 +152,18 @@ subscribe() { # subscribe FILE
 }
 # latest FILE TOPIC: the newest payload on TOPIC.
 latest() { grep "^$2|" "$1" | tail -1 | cut -d'|' -f2-; }
+# The newest state with the newest info (steady values, attributes) merged in, as HA combines them.
+latest_host() {
+  local info state
+  info=$(latest "$1" "host2mqtt/$NODE/info")
+  state=$(latest "$1" "host2mqtt/$NODE/state")
+  [ -n "$state" ] || return 0
+  jq -c -s 'add' <<<"${info:-{\}} $state" 2>/dev/null || printf '%s\n' "$state"
+}
 wait_state() { # wait_state FILE JQ SECONDS: until the newest state satisfies JQ
   local i s
   for i in $(seq 1 $(($3 * 5))); do
-    s=$(latest "$1" "host2mqtt/$NODE/state")
+    s=$(latest_host "$1")
     [ -n "$s" ] && jq -e "$2" >/dev/null 2>&1 <<<"$s" && return 0
     sleep 0.2
   done
@@ -203,7 +211,7 @@ if ! start_agent present; then fail "the agent's container starts (sources prese
 check "the container runs (sources present)" bash -c "cd / && ${AS[*]} podman inspect -f '{{.State.Running}}' host2mqtt | grep -qx true"
 check "state published with every source answering" wait_state "$WORK/cap1" '.avail.containers and .avail.updates and .avail.systemd_user and .avail.systemd_system and .avail.reboot' 90
 log "agent log: $(cd / && "${AS[@]}" podman logs host2mqtt 2>&1 | grep -E 'WARN|ERROR' | tail -8)"
-STATE=$(latest "$WORK/cap1" "host2mqtt/$NODE/state")
+STATE=$(latest_host "$WORK/cap1")
 DISC=$(latest "$WORK/cap1" "homeassistant/device/$NODE/config")
 printf '%s\n' "$STATE" | jq -c '.avail' | indent
 jq -c '{containers_total, containers_running, updates_pending, container_app_update, systemd_user_state,
