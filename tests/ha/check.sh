@@ -102,6 +102,8 @@ interval = "${INTERVAL_S}s"
 [mqtt]
 host = "127.0.0.1"
 port = $MQTT_PORT
+# hwpi speaks MQTT 5 (HA's own default), so the real HA sees an MQTT 5 agent too.
+protocol = "$([ "$1" = hwpi ] && echo 5 || echo 3.1.1)"
 [homeassistant]
 discovery_prefix = "$PREFIX"
 enable_all_entities = true
@@ -190,6 +192,7 @@ check "hwamd: CPU temperature and temp_* (temperature, °C), fans (rpm, measurem
   --want 'fan_*=sensor,-,rpm,measurement' --want 'gpu_*_load=sensor,-,%,measurement' \
   --want 'gpu_*_vram_*=sensor,data_size,GiB,measurement' --want 'oom_kills=sensor,-,-,total_increasing' \
   --absent 'rpi_*'
+check "hwpi is connected over MQTT 5 (the harness broker's log)" grep -q "as host2mqtt-hwpi (p5" "$(ha_env MOSQUITTO_LOG)"
 check "hwpi: CPU temperature and the cpu-thermal zone (°C), the Pi's problem binary_sensors, OOM kills" \
   HW hwpi kinds --want "cpu_temperature=$TEMP" --want "temp_cpu_thermal=$TEMP" \
   --want 'rpi_*=binary_sensor,problem,-,-' --want 'oom_kills=sensor,-,-,total_increasing' \
