@@ -1,106 +1,151 @@
 #!/usr/bin/env bash
-# Cost of the containers source with 50 containers: one cycle's wall time in
-# the running agent (the source logs each cycle's duration at debug level),
-# the API service's CPU per cycle, and the agent's RSS. A measurement, not a
-# test. Needs root and podman (see tests/env/podman.sh); no broker: the
-# agent collects on schedule while it has no connection.
+# Cost of the containers source against the number of containers (0, 50
+# and 200 running by default): per case, one containers cycle's wall time
+# in the agent (the source logs each cycle's duration at debug level), the
+# API service's CPU per cycle, the agent's own CPU per cycle (schedstat),
+# its RSS/PSS, and the discovery it published. The agent runs connected to
+# a private Mosquitto, as on a host, so discovery is built and sent. A
+# measurement, not a test. Needs root and podman (see tests/env/podman.sh).
 #
-#   bench/containers.sh                    # 50 containers, 30 cycles per case
-#   BENCH_CONTAINERS=100 BENCH_CYCLES=60 bench/containers.sh
+#   bench/containers.sh                                # 0 50 200, 20 cycles per case
+#   BENCH_CONTAINERS="0 50" BENCH_CYCLES=30 bench/containers.sh
+#   H2M_BIN=target/release/host2mqtt bench/containers.sh   # another build
 #
-# Cases: "list only" (no container opted in: the host-level counts, one API
-# call), "libpod, 50 opted in" (list + one stats call for all), "docker
-# API, 50 opted in" (list + one stats call per container), and the agent
-# with containers off, for the RSS baseline.
+# The binary is the static musl build the image and packages ship
+# (dist/host2mqtt-x86_64 when packaging/build.sh made it, else built into
+# target/x86_64-unknown-linux-musl). Cases per count: "list only" (no
+# container opted in: the host-level counts, one API call), "libpod, all
+# opted in" (list + one stats call for all), "docker API, all opted in"
+# (list + one stats call per container; only up to BENCH_DOCKER_MAX
+# containers, default 50: beyond, one cycle outlasts the interval), and
+# once, the agent with containers off, for the baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${BENCH_CONTAINERS:-50}
-CYCLES=${BENCH_CYCLES:-30}
-INTERVAL=1s
+. bench/lib.sh
+COUNTS=${BENCH_CONTAINERS:-0 50 200}
+CYCLES=${BENCH_CYCLES:-20}
+DOCKER_MAX=${BENCH_DOCKER_MAX:-50}
+INTERVAL=${BENCH_INTERVAL:-2}
 
 command -v podman >/dev/null || { echo "needs podman (apt-get install -y podman runc uidmap slirp4netns fuse-overlayfs busybox-static)"; exit 1; }
-cargo build --release --quiet
-BIN=target/release/host2mqtt
+command -v mosquitto >/dev/null || { echo "needs mosquitto and mosquitto-clients"; exit 1; }
+BIN=${H2M_BIN:-}
+if [ -z "$BIN" ]; then
+    if [ -x dist/host2mqtt-x86_64 ]; then
+        BIN=dist/host2mqtt-x86_64
+    else
+        cargo build --release --quiet --target x86_64-unknown-linux-musl \
+            || { echo "needs the musl target: rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools"; exit 1; }
+        BIN=target/x86_64-unknown-linux-musl/release/host2mqtt
+    fi
+fi
+BIN=$(realpath "$BIN")
 
 env_dir=$(mktemp -d /tmp/h2mp.XXXXXX)
 work=$(mktemp -d /tmp/h2m-bench.XXXXXX)
 agent=
 cleanup() {
     [ -n "$agent" ] && kill "$agent" 2>/dev/null || true
+    [ -n "${BENCH_MOSQUITTO_PID:-}" ] && kill "$BENCH_MOSQUITTO_PID" 2>/dev/null || true
     tests/env/podman.sh teardown "$env_dir" || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+bench_mosquitto "$work"
 tests/env/podman.sh setup "$env_dir"
 service=$(tests/env/podman.sh serve "$env_dir")
-echo "creating $N running busybox containers…"
-for i in $(seq 1 "$N"); do
-    tests/env/podman.sh podman "$env_dir" run -d --network=none --name "bench$i" \
-        --label host2mqtt.enable=true localhost/bb:latest sleep 100000 >/dev/null
-done
+sock="$env_dir/podman.sock"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run_case NAME TOML: runs the agent for CYCLES cycles; prints one table row.
+# run_case NAME COUNT TOML: runs the agent for CYCLES cycles; appends one
+# result line to $work/results.
 run_case() {
-    local name=$1 toml=$2
-    cat >"$work/h2m.toml" <<CONF
-interval = "$INTERVAL"
-node_id = "bench"
-$toml
-[mqtt]
-host = "127.0.0.1"
-port = 9
-reconnect_min = "60s"
-reconnect_max = "60s"
-CONF
-    HOST2MQTT_LOG="warn,host2mqtt::container::containers=debug" "$BIN" --config "$work/h2m.toml" run 2>"$work/agent.log" &
+    local name=$1 count=$2 toml=$3 node
+    node="bench_c$count"
+    bench_agent_conf "$work/h2m.toml" "$node" "${INTERVAL}s" "$BENCH_PORT" "$toml"
+    # The level applies to every target; at debug the agent logs a few
+    # lines per cycle, among them the containers cycle's duration.
+    HOST2MQTT_LOG=debug "$BIN" --config "$work/h2m.toml" run 2>"$work/agent.log" &
     agent=$!
-    sleep 3 # first cycles: probe, first stats sample
-    local t0 c0 a0
-    t0=$(cpu_ticks "$service")
-    a0=$(cpu_ticks "$agent")
+    sleep $((2 * INTERVAL + 1)) # first cycles: probe, first stats sample, discovery
+    local t0 a0 t1 a1 c0 c1 window mem_kib disc
+    t0=$(ticks "$service")
+    a0=$(cpu_ns "$agent")
     c0=$(grep -c "containers cycle" "$work/agent.log" || true)
-    sleep "$CYCLES"
-    local t1 c1 rss a1
-    t1=$(cpu_ticks "$service")
-    a1=$(cpu_ticks "$agent")
+    window=$((CYCLES * INTERVAL))
+    sleep "$window"
+    t1=$(ticks "$service")
+    a1=$(cpu_ns "$agent")
     c1=$(grep -c "containers cycle" "$work/agent.log" || true)
-    rss=$(rss_kib "$agent")
+    mem_kib=$(mem "$agent")
+    disc=$(mosquitto_sub -h 127.0.0.1 -p "$BENCH_PORT" -t "homeassistant/device/$node/config" -C 1 -W 5 2>/dev/null | tr -d '\n' | wc -c || true)
     kill "$agent"
     wait "$agent" 2>/dev/null || true
     agent=
-    local hz cycles
-    hz=$(getconf CLK_TCK)
-    cycles=$((c1 - c0))
-    { grep "containers cycle" "$work/agent.log" || true; } | tail -n +3 | sed -E 's/.*elapsed_ms=([0-9.]+).*readings=([0-9]+).*/\1 \2/' |
-        sort -n | awk -v name="$name" -v rss="$rss" -v t="$((t1 - t0))" -v a="$((a1 - a0))" -v hz="$hz" -v c="$cycles" -v secs="$CYCLES" '
-            { ms[NR] = $1; readings = $2 }
-            END {
-                agent = a / hz / secs * 1000
-                if (NR == 0) { printf "%-28s %9s %9s %9s %12s %12.2f %9.1f\n", name, "-", "-", "-", "-", agent, rss / 1024; exit }
-                engine = 0
-                if (c > 0) engine = t / hz / c * 1000
-                p90 = int(NR * 0.9)
-                if (p90 < 1) p90 = 1
-                printf "%-28s %9.2f %9.2f %9d %12.1f %12.2f %9.1f\n", name, ms[int((NR + 1) / 2)], ms[p90], readings, engine, agent, rss / 1024
-            }'
+    # Clear the retained discovery so the next case's count is its own.
+    mosquitto_pub -h 127.0.0.1 -p "$BENCH_PORT" -t "homeassistant/device/$node/config" -r -n
+    local ms
+    ms=$({ grep "containers cycle" "$work/agent.log" || true; } | tail -n +3 |
+        sed -nE 's/.*elapsed_ms=([0-9.]+).*readings=([0-9]+).*/\1 \2/p' | sort -n | tr '\n' ' ')
+    echo "$name|$count|$((t1 - t0))|$((c1 - c0))|$((a1 - a0))|$window|$mem_kib|$disc|$ms" >>"$work/results"
 }
 
-sock="$env_dir/podman.sock"
-printf "%-28s %9s %9s %9s %12s %12s %9s\n" "case ($N containers)" "median ms" "p90 ms" "readings" "engine ms/cyc" "agent ms/s" "RSS MiB"
-run_case "containers off (baseline)" "[containers]
+created=0
+off_done=0
+: >"$work/results"
+for n in $COUNTS; do
+    if [ "$n" -gt "$created" ]; then
+        echo "creating $((n - created)) more running busybox containers (to $n)…" >&2
+        for i in $(seq $((created + 1)) "$n"); do
+            tests/env/podman.sh podman "$env_dir" run -d --network=none --name "bench$i" \
+                --label host2mqtt.enable=true localhost/bb:latest sleep 100000 >/dev/null
+        done
+        created=$n
+    fi
+    if [ "$off_done" = 0 ]; then
+        run_case "containers off" "$n" "[containers]
 enabled = false"
-run_case "list only" "[containers]
+        off_done=1
+    fi
+    run_case "list only" "$n" "[containers]
 socket = \"$sock\"
 label = \"\""
-run_case "libpod, $N opted in" "[containers]
+    run_case "libpod, all opted in" "$n" "[containers]
 socket = \"$sock\""
-run_case "docker API, $N opted in" "[containers]
+    if [ "$n" -le "$DOCKER_MAX" ] && [ "$n" -gt 0 ]; then
+        run_case "docker API, all opted in" "$n" "[containers]
 socket = \"$sock\"
 api = \"docker\""
-echo "(median/p90: one containers cycle in the agent, wall time incl. the engine's answer;"
-echo " engine ms/cyc: CPU the podman API service spent per cycle; agent ms/s: the agent's whole CPU"
-echo " per second of a 1 s interval, every collector included; RSS: the agent's, at the end)"
+    fi
+done
+
+python3 - "$work/results" "$(getconf CLK_TCK)" "$INTERVAL" "$CYCLES" "$BIN" <<'PY'
+import sys
+path, hz, interval, cycles, binary = sys.argv[1:]
+hz, interval = int(hz), float(interval)
+print(f"{binary}: interval {interval:.0f} s, {cycles} cycles per case after the first ones")
+print()
+print("| containers | case | containers cycle (median, p90) | readings | API service CPU per cycle | agent CPU per cycle | agent RSS | PSS | discovery |")
+print("|---|---|---|---|---|---|---|---|---|")
+for line in open(path):
+    name, count, t, c, a, window, mem, disc, ms = line.rstrip("\n").split("|")
+    rss, pss, _ = (int(x) for x in mem.split())
+    pairs = [p for p in ms.split()]
+    walls = [float(pairs[i]) for i in range(0, len(pairs), 2)]
+    readings = pairs[1] if len(pairs) > 1 else "-"
+    agent_ms = int(a) / 1e6 / (float(window) / interval)
+    if walls:
+        med, p90 = walls[(len(walls) - 1) // 2], walls[max(0, int(len(walls) * 0.9) - 1)]
+        cyc = f"{med:.1f}, {p90:.1f} ms"
+        api = f"{int(t) / hz / int(c) * 1000:.1f} ms" if int(c) else "-"
+    else:
+        cyc, api = "-", "-"
+    d = f"{int(disc) / 1024:.1f} KiB" if disc.strip() and int(disc) else "-"
+    print(f"| {count} | {name} | {cyc} | {readings} | {api} | {agent_ms:.2f} ms | {rss / 1024:.2f} MiB | {pss / 1024:.2f} MiB | {d} |")
+print()
+print("containers cycle: wall time of one containers cycle in the agent, the engine's answer")
+print("included; API service CPU: what the podman API service spent per cycle; agent CPU: the")
+print("agent's whole CPU per cycle (schedstat), every collector included; RSS/PSS at the end.")
+PY

@@ -51,37 +51,17 @@ MUSL=target/x86_64-unknown-linux-musl/release/host2mqtt
 COLLECTD=$(command -v collectd || echo /usr/sbin/collectd)
 [ -x "$COLLECTD" ] && [ -e /usr/lib/collectd/mqtt.so ] || COLLECTD=
 
+. bench/lib.sh
 work=$(mktemp -d /tmp/h2m-foot.XXXXXX)
-chmod 777 "$work"  # mosquitto drops to its own user and writes its log here
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
-allow_anonymous true
-persistence false
-log_dest file $work/mosquitto.log
-CONF
-chmod 644 "$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" & pids+=($!)
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-
-iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
-h2m_conf() {  # node
-    cat > "$work/$1.toml" <<CONF
-interval = "${INTERVAL}s"
-node_id = "$1"
-[mqtt]
-host = "127.0.0.1"
-port = $port
-[collectors.disk]
-mount_points_include = ["/"]
-[collectors.network]
-interfaces_include = ["$iface"]
-CONF
-}
+bench_mosquitto "$work"
+pids+=("$BENCH_MOSQUITTO_PID")
+port=$BENCH_PORT
+iface=$(bench_iface)
+h2m_conf() { bench_agent_conf "$work/$1.toml" "$1" "${INTERVAL}s" "$port"; }
 h2m_conf bench_glibc
 h2m_conf bench_musl
 h2m_conf bench_base
@@ -136,14 +116,6 @@ update-period = $INTERVAL
 network = [ "$iface" ]
 CONF
 fi
-
-# Sum of the run time of every thread of $1, in ns.
-cpu_ns() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
-wchar() { awk '/^wchar/ {print $2}' /proc/$1/io; }
-mem() {  # rss pss uss, in KiB
-    local rss; rss=$(awk '/^VmRSS/ {print $2}' /proc/$1/status)
-    awk -v rss="$rss" '/^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {u+=$2} END {print rss, p, u}' /proc/$1/smaps_rollup
-}
 
 podman_socket=no; [ -S /run/podman/podman.sock ] && podman_socket=yes
 system_bus=no; [ -S /run/dbus/system_bus_socket ] && system_bus=yes

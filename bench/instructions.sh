@@ -18,37 +18,23 @@
 # the median, min and max instructions per cycle (a cycle that happens to
 # re-read the mount table or rebuild discovery lands at the max).
 set -euo pipefail
-BIN=$1
+BIN=$(realpath "$1")
 CYCLES=${2:-20}
 WARMUP=${BENCH_WARMUP:-25}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
 command -v mosquitto_sub >/dev/null || { echo "needs mosquitto and mosquitto-clients"; exit 1; }
 
+cd "$(dirname "$0")/.."
+. bench/lib.sh
 work=$(mktemp -d /tmp/h2m-ir.XXXXXX)
-chmod 777 "$work"  # mosquitto drops to its own user and writes its log here
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s/mosquitto.log\n' \
-    "$port" "$work" > "$work/mosquitto.conf"
-chmod 644 "$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" & pids+=($!)
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-
-iface=$(awk -F: 'NR > 2 && $1 !~ /lo$/ {gsub(/ /, "", $1); print $1; exit}' /proc/net/dev)
-cat > "$work/agent.toml" <<CONF
-interval = "1s"
-node_id = "bench_ir"
-[mqtt]
-host = "127.0.0.1"
-port = $port
-[collectors.disk]
-mount_points_include = ["/"]
-[collectors.network]
-interfaces_include = ["$iface"]
-CONF
+bench_mosquitto "$work"
+pids+=("$BENCH_MOSQUITTO_PID")
+port=$BENCH_PORT
+bench_agent_conf "$work/agent.toml" bench_ir 1s "$port"
 
 mosquitto_sub -h 127.0.0.1 -p "$port" -t host2mqtt/bench_ir/state -F '%U' > "$work/states" & pids+=($!)
 HOST2MQTT_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
