@@ -15,7 +15,7 @@ use crate::availability::{escaped_for_log, LastGood, Latch, RateLimit};
 use crate::collector::{Collector, Tick};
 use crate::discovery::{Announcer, Model, OFFLINE, ONLINE};
 use crate::notify;
-use crate::reading::{Kind, Reading};
+use crate::reading::{Kind, Reading, Value};
 use crate::session::{Publisher, SessionEvent};
 use crate::source::SourceHandle;
 
@@ -48,6 +48,8 @@ pub struct Agent {
     /// The last info payload, and whether it changed since it was published.
     info: Option<String>,
     info_changed: bool,
+    /// What `info` was built from: it is built again only when that changes.
+    info_source: InfoSource,
     /// The Prometheus endpoint's text, rendered after each cycle when it is on.
     metrics: Option<tokio::sync::watch::Sender<String>>,
     /// What wakes [`run`] every interval.
@@ -79,6 +81,7 @@ impl Agent {
             state: None,
             info: None,
             info_changed: false,
+            info_source: InfoSource::default(),
             metrics: None,
             ticks: Ticks::Kernel,
         }
@@ -161,10 +164,13 @@ impl Agent {
         self.collect_into(tick, &mut readings);
         self.readings = readings;
         self.state = Some(self.model.state_payload(&self.readings, &self.groups));
-        let info = self.model.info_payload(&self.readings);
-        if self.info.as_deref() != Some(info.as_str()) {
-            self.info = Some(info);
-            self.info_changed = true;
+        if self.info.is_none() || !self.info_source.matches(&self.readings) {
+            self.info_source.keep(&self.readings);
+            let info = self.model.info_payload(&self.readings);
+            if self.info.as_deref() != Some(info.as_str()) {
+                self.info = Some(info);
+                self.info_changed = true;
+            }
         }
         if let Some(tx) = &self.metrics {
             tx.send_replace(crate::prometheus::render(&self.readings));
@@ -251,6 +257,48 @@ impl Agent {
             out.push((t.state.clone(), s.to_string(), false));
         }
         out
+    }
+}
+
+/// What the info payload holds, per reading in order: the key, the value
+/// of a steady reading and the attributes. Compared in place every cycle,
+/// so the payload is serialized again only when one of them changed (at
+/// boot, on upgrade, when an update check ends), not every cycle.
+#[derive(Debug, Default)]
+struct InfoSource(Vec<(String, Option<Value>, Option<Attributes>)>);
+
+type Attributes = serde_json::Map<String, serde_json::Value>;
+
+impl InfoSource {
+    /// The readings whose value or attributes go on the info topic.
+    fn parts(readings: &[Reading]) -> impl Iterator<Item = &Reading> {
+        readings
+            .iter()
+            .filter(|r| (r.kind != Kind::Button && r.is_steady()) || r.attributes.is_some())
+    }
+
+    fn steady_value(r: &Reading) -> Option<&Value> {
+        (r.kind != Kind::Button && r.is_steady()).then_some(&r.value)
+    }
+
+    fn matches(&self, readings: &[Reading]) -> bool {
+        let mut kept = self.0.iter();
+        Self::parts(readings).all(|r| {
+            kept.next().is_some_and(|(key, value, attributes)| {
+                *key == r.key && value.as_ref() == Self::steady_value(r) && *attributes == r.attributes
+            })
+        }) && kept.next().is_none()
+    }
+
+    fn keep(&mut self, readings: &[Reading]) {
+        self.0.clear();
+        self.0.extend(Self::parts(readings).map(|r| {
+            (
+                r.key.clone(),
+                Self::steady_value(r).cloned(),
+                r.attributes.clone(),
+            )
+        }));
     }
 }
 
@@ -656,7 +704,6 @@ fn announce(agent: &mut Agent, publisher: &impl Outbox) {
 mod tests {
     use super::*;
     use crate::collector::CollectError;
-    use crate::reading::Value;
 
     /// A collector whose next results the test sets.
     struct Scripted {
@@ -676,6 +723,36 @@ mod tests {
                 Err(()) => Err(CollectError::parse(std::path::Path::new("/proc/x"), "garbage")),
             }
         }
+    }
+
+    #[test]
+    fn the_info_is_rebuilt_only_when_a_steady_value_or_attributes_change() {
+        let attrs = |image: &str| {
+            let mut m = serde_json::Map::new();
+            m.insert("image".into(), serde_json::json!(image));
+            m
+        };
+        let cycle = |kernel: &str, image: &str, cpu: f64| {
+            vec![
+                Reading::new("kernel", "Kernel", Kind::Text, kernel.to_string()).steady(),
+                Reading::new("cpu_usage", "CPU usage", Kind::Percent, cpu),
+                Reading::new("c_state", "State", Kind::Text, "running".to_string())
+                    .with_attributes(attrs(image)),
+            ]
+        };
+        let mut kept = InfoSource::default();
+        kept.keep(&cycle("6.1", "a", 1.0));
+        assert!(kept.matches(&cycle("6.1", "a", 1.0)));
+        assert!(
+            kept.matches(&cycle("6.1", "a", 55.0)),
+            "a value outside the info changes nothing"
+        );
+        assert!(!kept.matches(&cycle("6.2", "a", 1.0)), "a steady value");
+        assert!(!kept.matches(&cycle("6.1", "b", 1.0)), "attributes");
+        assert!(!kept.matches(&cycle("6.1", "a", 1.0)[..2]), "a reading gone");
+        let mut more = cycle("6.1", "a", 1.0);
+        more.push(Reading::new("os", "OS", Kind::Text, "Debian".to_string()).steady());
+        assert!(!kept.matches(&more), "a reading more");
     }
 
     fn agent(collectors: Vec<Box<dyn Collector>>) -> Agent {
