@@ -426,8 +426,8 @@ enum Ticker {
     Kernel {
         timer: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
         period: Duration,
-        /// The instant the timer is armed for, on `CLOCK_MONOTONIC`.
-        deadline: Duration,
+        /// The instant the timer is armed for.
+        deadline: Instant,
     },
     Runtime(tokio::time::Interval),
 }
@@ -456,7 +456,7 @@ impl Ticker {
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
-        let deadline = monotonic_now() + period;
+        let deadline = Instant::now() + period;
         arm(&fd, deadline)?;
         // Deprecated for a `T` that may close or swap its descriptor while
         // registered (tokio#8587); an `OwnedFd` owns it until dropped, and
@@ -496,7 +496,7 @@ impl Ticker {
     async fn kernel_tick(
         timer: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
         period: Duration,
-        deadline: &mut Duration,
+        deadline: &mut Instant,
     ) -> std::io::Result<()> {
         loop {
             let mut ready = timer.readable().await?;
@@ -510,7 +510,7 @@ impl Ticker {
                 Err(_) => continue,
             }
         }
-        let now = monotonic_now();
+        let now = Instant::now();
         *deadline = if now > *deadline + LATE_TICK {
             now + period
         } else {
@@ -521,30 +521,28 @@ impl Ticker {
     }
 }
 
-/// `CLOCK_MONOTONIC` now, the clock of the kernel timer (and of
-/// `std::time::Instant` on Linux).
-fn monotonic_now() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
-/// Arms `timer` once, for the `CLOCK_MONOTONIC` instant `at`.
-fn arm(timer: &impl std::os::fd::AsFd, at: Duration) -> rustix::io::Result<()> {
+/// Arms `timer` once, to expire at `at`. Relative to now, read from
+/// `Instant` (the same `CLOCK_MONOTONIC`): the grid is kept by adding the
+/// period to the last deadline, so the microseconds between reading the
+/// clock and the syscall do not add up. (Not rustix's `clock_gettime`: its
+/// vDSO lookup faults under valgrind, which bench/instructions.sh uses.)
+fn arm(timer: &impl std::os::fd::AsFd, at: Instant) -> rustix::io::Result<()> {
     use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
     let zero = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // Zero would disarm the timer: a deadline already past fires at once.
+    let left = at
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_nanos(1));
     let value = Timespec {
-        tv_sec: i64::try_from(at.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(at.subsec_nanos()),
+        tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(left.subsec_nanos()),
     };
     timerfd_settime(
         timer,
-        TimerfdTimerFlags::ABSTIME,
+        TimerfdTimerFlags::empty(),
         &Itimerspec {
             it_interval: zero,
             it_value: value,
