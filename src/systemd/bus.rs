@@ -15,6 +15,8 @@ use super::units::UnitInfo;
 /// systemd's bus name, object and manager interface.
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
+/// systemd's answer to a second `Subscribe` from the same client.
+const ALREADY_SUBSCRIBED: &str = "org.freedesktop.systemd1.AlreadySubscribed";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
@@ -205,9 +207,21 @@ impl Bus {
     }
 
     /// Asks systemd to send unit and job signals (it sends none otherwise).
+    /// "Already subscribed" is success: systemd keeps its subscribers
+    /// across a re-exec (the re-subscribe after `NameOwnerChanged` then
+    /// finds us on its list), and a manager that took its name on the bus
+    /// just after our first `Subscribe` announces itself the same way.
     pub async fn subscribe(&self) -> Result<(), BusError> {
-        self.call::<_, ()>(SYSTEMD, SYSTEMD_PATH, MANAGER, "Subscribe", &(), "Subscribe")
+        match self
+            .call::<_, ()>(SYSTEMD, SYSTEMD_PATH, MANAGER, "Subscribe", &(), "Subscribe")
             .await
+        {
+            Err(BusError::Call {
+                source: zbus::Error::MethodError(name, _, _),
+                ..
+            }) if name.as_str() == ALREADY_SUBSCRIBED => Ok(()),
+            other => other,
+        }
     }
 
     /// Every signal systemd sends: unit and job changes (after
