@@ -577,6 +577,7 @@ pub async fn run(
     let mut state_at = far();
     let mut connected = false;
     let mut unknown = RateLimit::new(UNKNOWN_COMMAND_LOG_EVERY);
+    let started = tokio::time::Instant::now();
     // The first cycle now, so the first announcement carries discovery and
     // state; the interval's first tick and the sources' first wake-ups
     // (they answered before we started) would only repeat it.
@@ -617,6 +618,7 @@ pub async fn run(
                     last_pet = now;
                 }
                 cycle_and_publish(&mut agent, &publisher, connected);
+                crate::residency::drop_startup_text(now - started);
             }
             // A source has news that should not wait for the interval (a
             // unit failed, an update run finished).

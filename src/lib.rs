@@ -42,7 +42,10 @@
 //! * [`prometheus`] (opt-in) serves each cycle's readings to Prometheus;
 //!   [`dashboard`] turns the retained discovery of every host into a
 //!   Lovelace dashboard (`host2mqtt dashboard`).
-#![forbid(unsafe_code)]
+//! * [`residency`] drops the text pages of one-off code (start-up, each
+//!   OS update check) once it has run (issue 13; link/layout.ld gathers
+//!   that code).
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod availability;
@@ -61,6 +64,7 @@ pub mod notify;
 pub mod osupdate;
 pub mod prometheus;
 pub mod reading;
+pub mod residency;
 pub mod session;
 pub mod source;
 pub mod systemd;

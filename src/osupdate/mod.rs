@@ -574,6 +574,8 @@ impl OsUpdatesSource {
         loop {
             self.refresh().await;
             ctx.publish(self.state(), true);
+            // The check's code will not run again for hours.
+            crate::residency::drop_text();
             tokio::time::sleep(self.period).await;
         }
     }
