@@ -5,10 +5,7 @@
 #
 #   bench/instructions.sh BINARY [CYCLES]     # e.g. a build with debug info:
 #   CARGO_TARGET_DIR=target-prof CARGO_PROFILE_RELEASE_STRIP=false \
-#       CARGO_PROFILE_RELEASE_DEBUG=1 RUSTFLAGS="--cfg rustix_use_libc" \
-#       cargo build --release
-#   (rustix on its libc backend: valgrind maps only part of the vDSO and
-#   rustix's own vDSO parser faults on it, at the agent's first clock read)
+#       CARGO_PROFILE_RELEASE_DEBUG=1 cargo build --release
 #   bench/instructions.sh target-prof/release/host2mqtt 20
 #   callgrind_annotate --inclusive=yes /tmp/h2m-ir.*/cg.out.<n>   # where
 #

@@ -16,18 +16,16 @@
 # BENCH_WARMUP (25) and after BENCH_CYCLES (60) more. A function that ran
 # in the last dump is hot; one that ran only before it is warm.
 #
-# The profiling build is the shipped one (static musl, release profile)
-# with rustix on its libc backend (`--cfg rustix_use_libc`): valgrind does
-# not map the whole vDSO, and rustix's own vDSO parser faults on it. Names
+# The profiling build is the shipped one (static musl, release profile),
+# not stripped. Names
 # are written without their hashes (legacy `17h<hash>E` -> `17h*`, v0 crate
 # hashes -> `Cs*_`, a local copy's `.<n>` -> `*`), so a list stays valid
 # across builds and targets; a name
 # that no longer exists matches nothing and costs nothing. A C name (musl)
 # is also written with "__" in front: callgrind may report a weak alias
 # (fstatat) where the section carries the strong name (.text.__fstatat).
-# Code the profiling build does not have (rustix's vDSO and raw-syscall
-# backend) is in link/layout.ld's patterns, which are the backbone: these
-# lists catch the rest (generic std/core/alloc instances, musl functions).
+# link/layout.ld's module patterns are the backbone: these lists catch the
+# rest (generic std/core/alloc instances, musl functions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WARMUP=${BENCH_WARMUP:-25}
@@ -39,8 +37,7 @@ done
 BIN=${1:-}
 if [ -z "$BIN" ]; then
     export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
-    CARGO_TARGET_DIR=target/text-prof RUSTFLAGS="--cfg rustix_use_libc" \
-        CARGO_PROFILE_RELEASE_STRIP=false \
+    CARGO_TARGET_DIR=target/text-prof CARGO_PROFILE_RELEASE_STRIP=false \
         cargo build --release --locked --quiet --target x86_64-unknown-linux-musl
     BIN=target/text-prof/x86_64-unknown-linux-musl/release/host2mqtt
 fi

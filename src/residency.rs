@@ -60,8 +60,8 @@ fn advise_dont_need(start: usize, len: usize) -> rustix::io::Result<()> {
     // that is executable, private and backed by our own binary: code, read
     // only, never written (no copy-on-write page to lose), holding no Rust
     // object. MADV_DONTNEED only unmaps its pages; the next access maps
-    // the same bytes of the file again (the kernel refuses writes to a
-    // running executable, ETXTBSY). Nothing dangles, nothing changes.
+    // the same file pages again, exactly as after the kernel reclaims
+    // them under memory pressure. Nothing dangles, nothing changes.
     unsafe {
         rustix::mm::madvise(
             start as *mut std::ffi::c_void,
