@@ -12,6 +12,7 @@
 #   H2M_BIN=/tmp/host2mqtt bench/mounts.sh     # that binary, no build
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 MOUNTS=${BENCH_MOUNTS:-1 20 100}
 INTERVAL=${BENCH_INTERVAL:-2}
 WARMUP=${BENCH_WARMUP:-10}
@@ -38,7 +39,6 @@ fs_types_include = ["tmpfs"]
 fs_types_exclude = []
 mount_points_include = ["$work/m/*"]
 CONF
-cpu_ns() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 
 echo "interval ${INTERVAL} s, ${WARMUP} s warm-up, ${WINDOW} s window ($(( WINDOW / INTERVAL )) cycles)"
 echo

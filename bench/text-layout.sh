@@ -42,18 +42,15 @@ if [ -z "$BIN" ]; then
     BIN=target/text-prof/x86_64-unknown-linux-musl/release/host2mqtt
 fi
 
+. bench/lib.sh
 work=$(mktemp -d /tmp/h2m-layout.XXXXXX)
-chmod 777 "$work"  # mosquitto drops to its own user and writes its log here
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s/mosquitto.log\n' \
-    "$port" "$work" > "$work/mosquitto.conf"
-chmod 644 "$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" & pids+=($!)
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+bench_mosquitto "$work"
+pids+=("$BENCH_MOSQUITTO_PID")
+port=$BENCH_PORT
 
 cat > "$work/agent.toml" <<CONF
 interval = "1s"
