@@ -504,6 +504,9 @@ impl Ticker {
             match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
                 Ok(read) => {
                     read?;
+                    // A one-shot timer, armed again below: nothing to read
+                    // until then, so no read that finds nothing next time.
+                    ready.clear_ready();
                     break;
                 }
                 // Spurious readiness: cleared, wait again.

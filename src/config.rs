@@ -335,6 +335,7 @@ impl MqttConfig {
             will_delay: self.will_delay,
             client_id,
             keepalive: self.keepalive,
+            pings_on_publish: false,
             credentials,
             tls,
             will,

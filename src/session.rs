@@ -19,7 +19,7 @@ use tokio_rustls::rustls;
 
 mod link;
 
-use link::{Client, Link, Polled};
+use link::{Client, Link, Polled, PARKED};
 pub use link::{Protocol, MESSAGE_LIMIT_BYTES, STABLE_AFTER, V311_READ_LIMIT_BYTES, V5_MAX_PACKET_BYTES};
 
 /// What the session tells the agent.
@@ -73,6 +73,13 @@ pub struct SessionOptions {
     pub client_id: String,
     /// Keepalive interval.
     pub keepalive: Duration,
+    /// Something is published at least once per keepalive (the agent's
+    /// state, every interval): the session then pings right after a
+    /// publish, once per keepalive, instead of on a timer of its own, so
+    /// pings cost no wake-up of their own. The broker's keepalive is kept
+    /// by the publishes; the ping still finds a dead link (no PINGRESP by
+    /// the next ping ends the connection), as rumqttc's timer would.
+    pub pings_on_publish: bool,
     /// User name and password.
     pub credentials: Option<(String, String)>,
     /// TLS, if used.
@@ -231,13 +238,28 @@ impl Session {
         let mut last_error = String::new();
         let mut drops = DropLog(RateLimit::new(Duration::from_secs(60)));
         let mut subs = Subscriptions::new(self.opts.subscriptions.clone());
+        let mut pings = Pings::new(self.opts.keepalive);
         loop {
+            if connected_at.is_none() {
+                // The CONNECT carries the real keepalive (rumqttc reads it
+                // from here), never the parked one.
+                self.link.set_keepalive(self.opts.keepalive);
+            } else if self.opts.pings_on_publish && pings.due(Instant::now()) {
+                self.link.queue_ping();
+                pings.sent(Instant::now());
+            }
             match self.link.poll(self.opts.message_limit).await {
                 Polled::ConnAck => {
                     tracing::info!(broker = %self.endpoint(), attempts = failures + 1, "connected");
                     last_error.clear();
                     let now = Instant::now();
                     connected_at = Some(now);
+                    pings = Pings::new(self.opts.keepalive);
+                    if self.opts.pings_on_publish {
+                        // rumqttc's timer, armed at this connect, still makes
+                        // the first ping; its reset then reads PARKED.
+                        self.link.set_keepalive(PARKED);
+                    }
                     subs.for_connect(now);
                     self.subscribe_next(&mut subs);
                     if events.send(SessionEvent::Connected).await.is_err() {
@@ -272,6 +294,7 @@ impl Session {
                     subs.acked(Instant::now());
                     self.subscribe_next(&mut subs);
                 }
+                Polled::PingSent => pings.sent(Instant::now()),
                 Polled::Other => {}
                 Polled::Failed { error, too_large } => {
                     let lost = connected_at.take();
@@ -320,6 +343,39 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// When the session pings with `pings_on_publish`: once rumqttc's timer
+/// made the connection's first ping, at the first poll (the agent's
+/// publish wakes it every interval) three quarters of a keepalive or more
+/// after the last ping. Before that first ping a ping of ours could cross
+/// rumqttc's, and rumqttc ends a connection whose ping is unanswered when
+/// it sends the next one.
+struct Pings {
+    /// Three quarters of the keepalive.
+    every: Duration,
+    /// The last PINGREQ on this connection, if any went out yet.
+    last: Option<Instant>,
+}
+
+impl Pings {
+    fn new(keepalive: Duration) -> Self {
+        Pings {
+            every: keepalive * 3 / 4,
+            last: None,
+        }
+    }
+
+    /// A PINGREQ went out at `now`.
+    fn sent(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+
+    /// Whether to queue a ping at `now`.
+    fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|last| now.saturating_duration_since(last) >= self.every)
     }
 }
 
@@ -526,6 +582,25 @@ pub(crate) fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, TlsE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pings_wait_for_rumqttc_s_first_then_come_every_three_quarters_keepalive() {
+        let t0 = Instant::now();
+        let mut p = Pings::new(Duration::from_secs(30));
+        // Before rumqttc's timer made the first ping: never ours.
+        assert!(!p.due(t0 + Duration::from_secs(3600)));
+        p.sent(t0);
+        // A 10 s interval: the third state after a ping carries the next.
+        assert!(!p.due(t0 + Duration::from_secs(10)));
+        assert!(!p.due(t0 + Duration::from_secs(20)));
+        assert!(p.due(t0 + Duration::from_millis(22_500)));
+        assert!(p.due(t0 + Duration::from_secs(30)));
+        p.sent(t0 + Duration::from_secs(30));
+        assert!(!p.due(t0 + Duration::from_secs(40)));
+        // A new connection waits for rumqttc's first ping again.
+        let p = Pings::new(Duration::from_secs(30));
+        assert!(!p.due(t0 + Duration::from_secs(60)));
+    }
 
     const BACKOFF: Backoff = Backoff {
         min: Duration::from_millis(200),

@@ -303,12 +303,15 @@ pub fn build(cfg: &Config) -> Result<Parts, ConfigError> {
     let cx = Context::new(cfg.interval, cfg.host_paths(), poke);
     let model = cfg.model();
     let topics = &model.topics;
-    let session = cfg.mqtt.session_options(
+    let mut session = cfg.mqtt.session_options(
         cfg.mqtt.client_id(&model.device.node_id),
         Some((topics.availability.clone(), OFFLINE.to_string())),
         vec![topics.ha_status.clone(), topics.command.clone()],
         cx.env,
     )?;
+    // The state goes out every interval: when that is within a keepalive,
+    // the publishes keep the broker's keepalive and the pings ride on them.
+    session.pings_on_publish = cfg.interval <= cfg.mqtt.keepalive;
     check_tls(&session)?;
     let mut sources = Vec::new();
     sources.extend(cfg.containers.build(&cx));

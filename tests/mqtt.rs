@@ -622,3 +622,48 @@ fn mqtt5_restart_within_the_will_delay_shows_no_offline() {
         rec.on(&avail)
     );
 }
+
+/// With the interval within the keepalive, the session pings right after
+/// a state (no wake-up of its own) about once per keepalive: the broker
+/// keeps the session, and every CONNECT, also after a reconnect past the
+/// first ping (when rumqttc's own timer is parked), carries the
+/// configured keepalive.
+#[test]
+fn pings_ride_the_states_and_every_connect_carries_the_keepalive() {
+    let mut broker = Broker::start();
+    let rec = Recorder::start(broker.port, "host2mqtt/#");
+    let config = format!("{}keepalive = \"5s\"\n", test_config(broker.port, "t_ping", ""));
+    let agent = Agent::start(&config, &[]);
+    let (_, _, avail) = topics("t_ping");
+    rec.wait_for(&avail, SECS(10), |m| m.payload == "online");
+    let pings = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("Received PINGREQ from host2mqtt-t_ping"))
+            .count()
+    };
+    // rumqttc's timer pings 5 s after the CONNACK; then one ping at the
+    // first state 3.75 s or more after the last: at about 5, 9, 13 s.
+    std::thread::sleep(SECS(14));
+    let log = broker.log();
+    let n = pings(&log);
+    assert!((2..=4).contains(&n), "{n} pings in 14 s at keepalive 5 s:\n{log}");
+    assert!(!log.contains("exceeded timeout"), "{log}");
+    assert_eq!(connects(&broker, "host2mqtt-t_ping"), 1, "{log}\n{}", agent.log());
+
+    broker.restart();
+    let back = Instant::now();
+    rec.wait_for(&avail, SECS(15), |m| m.at > back && m.payload == "online");
+    std::thread::sleep(SECS(7));
+    let log = broker.log();
+    let connects: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("New client connected") && l.contains(" as host2mqtt-t_ping "))
+        .collect();
+    assert!(!connects.is_empty(), "{log}");
+    for l in connects {
+        assert!(l.contains(", k5)"), "a CONNECT without the 5 s keepalive: {l}");
+    }
+    // (Mosquitto appends to its log across the restart.)
+    assert!(pings(&log) > n, "no ping after the reconnect:\n{log}");
+    assert!(!log.contains("exceeded timeout"), "{log}");
+}

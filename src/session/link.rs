@@ -52,6 +52,17 @@ const CONNECT_TIMEOUT_SECONDS: u64 = 10;
 /// while the broker is away, old states are dropped, not queued.
 const REQUEST_QUEUE: usize = 32;
 
+/// rumqttc's keepalive while the session pings after the agent's
+/// publishes (`SessionOptions::pings_on_publish`): a year, so its own
+/// timer, which rumqttc reads when it resets it at each ping, stays quiet
+/// after the connection's first ping. That timer cost more than the pings:
+/// tokio's timer wheel wakes the process three times for a 30 s sleep (it
+/// moves the entry down a level at 4 s and at 64 ms before the deadline),
+/// and every wake-up costs more CPU than a cycle's collecting. The CONNECT
+/// never carries it: the session sets the real keepalive again before
+/// every connect.
+pub(super) const PARKED: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// In-flight QoS 1 publishes allowed under MQTT 5 (see where it is set).
 const V5_INFLIGHT: u16 = 100;
 
@@ -71,7 +82,9 @@ pub(super) enum Polled {
     DisconnectSent,
     /// Every request sender is gone: the session ends.
     Done,
-    /// Anything else (acks, pings).
+    /// Our PINGREQ went out (rumqttc's timer's or one we queued).
+    PingSent,
+    /// Anything else (acks, PINGRESPs, our publishes).
     Other,
     /// The connection failed or was lost.
     Failed {
@@ -228,6 +241,28 @@ impl Link {
         }
     }
 
+    /// Sets the keepalive rumqttc uses for the next CONNECT and for its
+    /// own ping timer (see [`PARKED`]).
+    pub(super) fn set_keepalive(&mut self, keepalive: Duration) {
+        match self {
+            Link::V311(l) => {
+                l.mqtt_options.set_keep_alive(keepalive);
+            }
+            Link::V5(l) => {
+                l.options.set_keep_alive(keepalive);
+            }
+        }
+    }
+
+    /// Queues a PINGREQ: the next poll sends it. If the last one is still
+    /// unanswered, rumqttc ends the connection instead (a dead link).
+    pub(super) fn queue_ping(&mut self) {
+        match self {
+            Link::V311(l) => l.pending.push_back(rumqttc::Request::PingReq(rumqttc::PingReq)),
+            Link::V5(l) => l.pending.push_back(v5::Request::PingReq),
+        }
+    }
+
     /// The next event; incoming messages over `limit` bytes come back as
     /// [`Polled::Oversized`].
     pub(super) async fn poll(&mut self, limit: usize) -> Polled {
@@ -259,6 +294,7 @@ async fn poll_v311(l: &mut rumqttc::EventLoop, limit: usize) -> Polled {
         Ok(Event::Incoming(Packet::SubAck(_))) => Polled::SubAck,
         Ok(Event::Incoming(Packet::Publish(p))) => message(p.topic, &p.payload, limit),
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
+        Ok(Event::Outgoing(Outgoing::PingReq)) => Polled::PingSent,
         Ok(_) => Polled::Other,
         Err(E::RequestsDone) => Polled::Done,
         Err(E::MqttState(rumqttc::StateError::Deserialization(
@@ -292,6 +328,7 @@ async fn poll_v5(l: &mut v5::EventLoop, limit: usize) -> Polled {
             message(String::from_utf8_lossy(&p.topic).into_owned(), &p.payload, limit)
         }
         Ok(Event::Outgoing(Outgoing::Disconnect)) => Polled::DisconnectSent,
+        Ok(Event::Outgoing(Outgoing::PingReq)) => Polled::PingSent,
         Ok(_) => Polled::Other,
         Err(E::RequestsDone) => Polled::Done,
         // (The broker should not send one over our Maximum Packet Size.)
