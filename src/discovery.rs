@@ -688,9 +688,7 @@ fn write_value(out: &mut String, r: &Reading) {
         (Value::Int(v), _) if pres.scale != 1.0 => {
             write_number(out, *v as f64 / pres.scale, wire_decimals(r.kind))
         }
-        (Value::Int(v), _) => {
-            let _ = write!(out, "{v}");
-        }
+        (Value::Int(v), _) => out.push_str(itoa::Buffer::new().format(*v)),
         (Value::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
         (Value::Text(s), _) => out.push_str(&Json::String(s.clone()).to_string()),
         (Value::Time(t), _) => {
@@ -716,13 +714,43 @@ fn write_value(out: &mut String, r: &Reading) {
     }
 }
 
+/// `v` rounded to `decimals` places, as the shortest decimal that reads
+/// back as that double (what `f64`'s `Display` prints), without trailing
+/// zeros or a `.` for whole numbers.
 fn write_number(out: &mut String, v: f64, decimals: i32) {
     if !v.is_finite() {
         out.push_str("null");
         return;
     }
     let f = 10f64.powi(decimals);
-    let rounded = (v * f).round() / f;
+    let scaled = (v * f).round();
+    // The common case without the float formatter (a tenth of a cycle's
+    // instructions for ~30 numbers): with at most 12 digits the decimal
+    // `scaled / 10^decimals` is exactly what `Display` prints for that
+    // double (a double tells 15 digits apart), so it is written from the
+    // integer: sign, whole part, then the fraction without trailing zeros.
+    if (0..=6).contains(&decimals) && scaled.abs() < 1e12 {
+        let n = scaled as i64;
+        let unit = 10i64.pow(decimals as u32);
+        let (whole, mut frac) = (n.abs() / unit, n.abs() % unit);
+        if n < 0 {
+            out.push('-');
+        }
+        out.push_str(itoa::Buffer::new().format(whole));
+        if frac != 0 {
+            let mut width = decimals as usize;
+            while frac % 10 == 0 {
+                frac /= 10;
+                width -= 1;
+            }
+            out.push('.');
+            let digits = itoa::Buffer::new().format(frac).len();
+            out.extend(std::iter::repeat_n('0', width - digits));
+            out.push_str(itoa::Buffer::new().format(frac));
+        }
+        return;
+    }
+    let rounded = scaled / f;
     if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
         let _ = write!(out, "{}", rounded as i64);
     } else {
@@ -819,6 +847,47 @@ impl Announcer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer path of `write_number` prints what `Display` of the
+    /// rounded double prints (the text before it was added).
+    #[test]
+    fn numbers_read_as_the_rounded_double_displays() {
+        let display = |v: f64, d: i32| {
+            let f = 10f64.powi(d);
+            let rounded = (v * f).round() / f;
+            if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
+                format!("{}", rounded as i64)
+            } else {
+                format!("{rounded}")
+            }
+        };
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.05,
+            -0.05,
+            0.1 + 0.2,
+            1e-9,
+            -1e-9,
+            99.95,
+            123.456,
+            1e11,
+            -5e11,
+            999_999_999_999.4,
+        ];
+        let mut rng = fastrand::Rng::with_seed(13);
+        for _ in 0..20_000 {
+            let magnitude = 10f64.powi(rng.i32(-4..12));
+            values.push((rng.f64() - 0.5) * 2.0 * magnitude);
+        }
+        for v in values {
+            for d in 0..=3 {
+                let mut out = String::new();
+                write_number(&mut out, v, d);
+                assert_eq!(out, display(v, d), "{v} to {d} places");
+            }
+        }
+    }
 
     fn model() -> Model {
         Model {
