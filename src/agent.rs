@@ -15,7 +15,7 @@ use crate::availability::{escaped_for_log, LastGood, Latch, RateLimit};
 use crate::collector::{Collector, Tick};
 use crate::discovery::{Announcer, Model, OFFLINE, ONLINE};
 use crate::notify;
-use crate::reading::{Kind, Reading, Value};
+use crate::reading::{Kind, Label, Reading, Value};
 use crate::session::{Publisher, SessionEvent};
 use crate::source::SourceHandle;
 
@@ -43,7 +43,7 @@ pub struct Agent {
     readings: Vec<Reading>,
     /// The keys of the last cycle whose readings were checked for
     /// duplicate keys (see [`drop_duplicate_keys`]).
-    unique_keys: Vec<String>,
+    unique_keys: Vec<Label>,
     state: Option<String>,
     /// The last info payload, and whether it changed since it was published.
     info: Option<String>,
@@ -265,7 +265,7 @@ impl Agent {
 /// so the payload is serialized again only when one of them changed (at
 /// boot, on upgrade, when an update check ends), not every cycle.
 #[derive(Debug, Default)]
-struct InfoSource(Vec<(String, Option<Value>, Option<Attributes>)>);
+struct InfoSource(Vec<(Label, Option<Value>, Option<Attributes>)>);
 
 type Attributes = serde_json::Map<String, serde_json::Value>;
 
@@ -307,7 +307,7 @@ impl InfoSource {
 /// would let one silently overwrite the other. `unique` holds the keys of
 /// the last cycle that was checked, which were unique: the usual cycle has
 /// the same keys in the same order and costs a comparison per key.
-fn drop_duplicate_keys(readings: &mut Vec<Reading>, unique: &mut Vec<String>) {
+fn drop_duplicate_keys(readings: &mut Vec<Reading>, unique: &mut Vec<Label>) {
     if readings.len() == unique.len() && readings.iter().zip(unique.iter()).all(|(r, k)| r.key == *k) {
         return;
     }

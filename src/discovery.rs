@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::reading::{slug, Kind, Reading, Value};
+use crate::reading::{slug, Kind, Label, Reading, Value};
 
 /// Payload on the availability topic while the agent runs.
 pub const ONLINE: &str = "online";
@@ -354,9 +354,9 @@ pub fn enabled_by_default(key: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EntitySpec {
     /// The reading key.
-    pub key: String,
+    pub key: Label,
     /// The entity name.
-    pub name: String,
+    pub name: Label,
     /// Its kind.
     pub kind: Kind,
     /// Diagnostic category.
@@ -442,7 +442,7 @@ impl Model {
     pub fn discovery_payload(&self, entities: &[EntitySpec], removed: &[(String, &'static str)]) -> String {
         let mut cmps = Map::new();
         for spec in entities {
-            cmps.insert(spec.key.clone(), self.component(spec));
+            cmps.insert(spec.key.to_string(), self.component(spec));
         }
         for (key, platform) in removed {
             if !cmps.contains_key(key) {
@@ -819,7 +819,7 @@ impl Announcer {
             let keys: std::collections::HashSet<&str> = specs.iter().map(|s| s.key.as_str()).collect();
             for old in &self.current {
                 if !keys.contains(old.key.as_str()) {
-                    self.removed.insert(old.key.clone(), old.platform());
+                    self.removed.insert(old.key.to_string(), old.platform());
                 }
             }
             self.removed.retain(|k, _| !keys.contains(k.as_str()));

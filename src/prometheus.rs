@@ -251,7 +251,7 @@ fn samples_of(r: &Reading) -> Vec<Sample> {
             .unwrap_or_default();
     }
     let base = format!("host2mqtt_{}", r.key);
-    let help = r.name.clone();
+    let help = r.name.to_string();
     match (r.kind, &r.value) {
         (Kind::Button, _) | (_, Value::Missing) => vec![],
         (Kind::Text, Value::Text(t)) => vec![(

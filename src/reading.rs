@@ -87,15 +87,168 @@ impl From<Option<f64>> for Value {
     }
 }
 
+/// A reading's key or name: a literal, or text made once (from a mount
+/// point, an interface) and shared by every cycle's reading after, so a
+/// cycle allocates no key or name (two `String`s per reading were a sixth
+/// of a cycle's instructions, in malloc and free, issue 13). Reads as a
+/// `str`.
+#[derive(Clone)]
+pub struct Label(LabelText);
+
+#[derive(Clone)]
+enum LabelText {
+    Static(&'static str),
+    Shared(std::sync::Arc<str>),
+}
+
+impl Label {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            LabelText::Static(s) => s,
+            LabelText::Shared(s) => s,
+        }
+    }
+}
+
+impl Default for Label {
+    fn default() -> Self {
+        Label(LabelText::Static(""))
+    }
+}
+
+impl std::ops::Deref for Label {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Label {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Label {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&'static str> for Label {
+    fn from(s: &'static str) -> Self {
+        Label(LabelText::Static(s))
+    }
+}
+
+impl From<String> for Label {
+    fn from(s: String) -> Self {
+        Label(LabelText::Shared(s.into()))
+    }
+}
+
+impl From<&String> for Label {
+    fn from(s: &String) -> Self {
+        Label(LabelText::Shared(s.as_str().into()))
+    }
+}
+
+impl From<Label> for String {
+    fn from(l: Label) -> Self {
+        l.as_str().to_string()
+    }
+}
+
+impl PartialEq for Label {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Label {}
+
+impl PartialEq<str> for Label {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Label {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Label {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<Label> for str {
+    fn eq(&self, other: &Label) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Label> for &str {
+    fn eq(&self, other: &Label) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Label> for String {
+    fn eq(&self, other: &Label) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Label {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl serde::Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One measurement of one entity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
     /// Stable key, `[a-z0-9_]` only: the state JSON key and the tail of the
     /// entity's unique_id. Built with [`key`] from parts that may come from
     /// the host (mount points, interface names).
-    pub key: String,
+    pub key: Label,
     /// The entity name as HA shows it after the device name ("CPU usage").
-    pub name: String,
+    pub name: Label,
     /// The kind of quantity.
     pub kind: Kind,
     /// Diagnostic readings are shown apart from the primary ones in HA.
@@ -123,7 +276,7 @@ pub struct Reading {
 
 impl Reading {
     /// A primary reading, enabled by default.
-    pub fn new(key: impl Into<String>, name: impl Into<String>, kind: Kind, value: impl Into<Value>) -> Self {
+    pub fn new(key: impl Into<Label>, name: impl Into<Label>, kind: Kind, value: impl Into<Value>) -> Self {
         Reading {
             key: key.into(),
             name: name.into(),
@@ -213,7 +366,7 @@ impl From<SystemTime> for Value {
 }
 
 /// The key and name of each reading about one named part of the host.
-pub type PartLabels = Vec<(String, String)>;
+pub type PartLabels = Vec<(Label, Label)>;
 
 /// Keys and names of the readings about named parts of the host (a mount
 /// point, an interface, a block device), built once per part and copied
@@ -228,7 +381,7 @@ pub struct Labels {
 
 impl Labels {
     /// The labels of `part`, made by `build` the first time.
-    pub fn of(&mut self, part: &str, build: impl FnOnce(&str) -> PartLabels) -> &[(String, String)] {
+    pub fn of(&mut self, part: &str, build: impl FnOnce(&str) -> PartLabels) -> &[(Label, Label)] {
         if !self.parts.contains_key(part) {
             self.parts.insert(part.to_string(), (false, build(part)));
         }
@@ -249,7 +402,7 @@ impl Labels {
 
 /// The label at `i` of `labels` as a new reading's key and name (empty
 /// where there is none, which the callers' fixed lists rule out).
-pub fn label(labels: &[(String, String)], i: usize) -> (String, String) {
+pub fn label(labels: &[(Label, Label)], i: usize) -> (Label, Label) {
     labels.get(i).cloned().unwrap_or_default()
 }
 
@@ -321,7 +474,10 @@ mod tests {
         let mut built = 0;
         let mut build = |part: &str| {
             built += 1;
-            vec![(key(&["net", part, "rx"]), format!("Network {part} received"))]
+            vec![(
+                key(&["net", part, "rx"]).into(),
+                format!("Network {part} received").into(),
+            )]
         };
         assert_eq!(labels.of("eth0", &mut build)[0].0, "net_eth0_rx");
         labels.sweep();
@@ -330,7 +486,7 @@ mod tests {
         labels.sweep();
         labels.of("eth0", &mut build);
         assert_eq!(built, 2, "built once, then again after a sweep without it");
-        assert_eq!(label(&[], 0), (String::new(), String::new()));
+        assert_eq!(label(&[], 0), (Label::default(), Label::default()));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::CollectorSection;
 use super::{read_file, CollectError, Collector, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, label, Kind, Labels, PartLabels, Reading, Value};
+use crate::reading::{key, label, Kind, Label, Labels, PartLabels, Reading, Value};
 
 /// Measures a filesystem: statvfs(2) normally, a table in tests.
 pub type StatFs = fn(&Path) -> io::Result<FsStats>;
@@ -390,12 +390,17 @@ pub fn disk_readings(mount_point: &str, s: &FsStats) -> Vec<Reading> {
 pub fn disk_labels(mount_point: &str) -> PartLabels {
     [("used", "used"), ("free", "free"), ("inodes_used", "inodes used")]
         .iter()
-        .map(|(k, n)| (key(&["disk", mount_point, k]), format!("Disk {mount_point} {n}")))
+        .map(|(k, n)| {
+            (
+                key(&["disk", mount_point, k]).into(),
+                format!("Disk {mount_point} {n}").into(),
+            )
+        })
         .collect()
 }
 
 /// [`disk_readings`] with the mount point's [`disk_labels`].
-fn labelled_disk_readings(labels: &[(String, String)], s: &FsStats) -> Vec<Reading> {
+fn labelled_disk_readings(labels: &[(Label, Label)], s: &FsStats) -> Vec<Reading> {
     let reading = |i, kind, value: Value| {
         let (key, name) = label(labels, i);
         Reading::new(key, name, kind, value)

@@ -12,7 +12,7 @@ use super::CollectorSection;
 use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, label, Kind, Labels, PartLabels, Reading};
+use crate::reading::{key, label, Kind, Label, Labels, PartLabels, Reading};
 
 /// diskstats counts in 512-byte sectors whatever the device's own sector
 /// size (Documentation/admin-guide/iostats.rst).
@@ -189,14 +189,20 @@ pub fn diskio_readings(dev: &str, prev: Option<&DiskCounters>, now: &DiskCounter
 /// The keys and names of device `dev`'s readings: read, write.
 pub fn diskio_labels(dev: &str) -> PartLabels {
     vec![
-        (key(&["diskio", dev, "read"]), format!("Disk {dev} read")),
-        (key(&["diskio", dev, "write"]), format!("Disk {dev} write")),
+        (
+            key(&["diskio", dev, "read"]).into(),
+            format!("Disk {dev} read").into(),
+        ),
+        (
+            key(&["diskio", dev, "write"]).into(),
+            format!("Disk {dev} write").into(),
+        ),
     ]
 }
 
 /// [`diskio_readings`] with the device's [`diskio_labels`].
 fn labelled_diskio_readings(
-    labels: &[(String, String)],
+    labels: &[(Label, Label)],
     prev: Option<&DiskCounters>,
     now: &DiskCounters,
 ) -> [Reading; 2] {

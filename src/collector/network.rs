@@ -12,7 +12,7 @@ use super::CollectorSection;
 use super::{rate_per_second, CollectError, Collector, ProcFile, Tick};
 use crate::context::{check_globs, Context};
 use crate::host::HostPaths;
-use crate::reading::{key, label, Kind, Labels, PartLabels, Reading};
+use crate::reading::{key, label, Kind, Label, Labels, PartLabels, Reading};
 
 /// How long the addresses are reused: a netlink dump and an if_inet6 read
 /// every cycle cost a quarter of a cycle, and addresses change rarely. An
@@ -214,7 +214,12 @@ pub fn network_labels(name: &str) -> PartLabels {
         ("address", "address"),
     ]
     .iter()
-    .map(|(k, n)| (key(&["net", name, k]), format!("Network {name} {n}")))
+    .map(|(k, n)| {
+        (
+            key(&["net", name, k]).into(),
+            format!("Network {name} {n}").into(),
+        )
+    })
     .collect()
 }
 
@@ -232,7 +237,7 @@ pub fn network_readings(
 
 /// [`network_readings`] with the interface's [`network_labels`].
 fn labelled_network_readings(
-    labels: &[(String, String)],
+    labels: &[(Label, Label)],
     prev: Option<&InterfaceCounters>,
     now: &InterfaceCounters,
 ) -> [Reading; 4] {
@@ -261,7 +266,7 @@ pub fn address_reading(name: &str, addresses: Option<&Addresses>) -> Reading {
 }
 
 /// [`address_reading`] with the interface's [`network_labels`].
-fn labelled_address_reading(labels: &[(String, String)], addresses: Option<&Addresses>) -> Reading {
+fn labelled_address_reading(labels: &[(Label, Label)], addresses: Option<&Addresses>) -> Reading {
     let empty = Addresses::default();
     let a = addresses.unwrap_or(&empty);
     let mut attrs = serde_json::Map::new();

@@ -291,7 +291,7 @@ pub struct SensorsCollector {
     fans: bool,
     /// Keys that once had a plausible value: they keep their entity (with
     /// no value) when the sensor later reads nonsense.
-    published: HashSet<String>,
+    published: HashSet<crate::reading::Label>,
     /// The sensors found by the last scan: listing the directories and
     /// reading the labels is most of the cost, and they rarely change.
     layout: Vec<Sensor>,
@@ -322,7 +322,7 @@ impl SensorsCollector {
         if plausible {
             self.published.insert(reading.key.clone());
             out.push(reading);
-        } else if self.published.contains(&reading.key) {
+        } else if self.published.contains(reading.key.as_str()) {
             out.push(Reading {
                 value: Value::Missing,
                 ..reading
@@ -397,7 +397,7 @@ mod tests {
     fn named_values(readings: &[Reading]) -> Vec<(String, String, Value)> {
         readings
             .iter()
-            .map(|r| (r.key.clone(), r.name.clone(), r.value.clone()))
+            .map(|r| (r.key.to_string(), r.name.to_string(), r.value.clone()))
             .collect()
     }
 

@@ -41,7 +41,7 @@ pub fn collect_once(collector: &mut dyn Collector, tick: &Tick) -> Vec<Reading> 
 pub fn keyed_values(readings: &[Reading]) -> Vec<(String, Value)> {
     readings
         .iter()
-        .map(|r| (r.key.clone(), r.value.clone()))
+        .map(|r| (r.key.to_string(), r.value.clone()))
         .collect()
 }
 

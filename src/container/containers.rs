@@ -449,7 +449,7 @@ pub fn project_readings(projects: &[Project]) -> Vec<Reading> {
 
 /// The host-level entities; `None`: known to exist, value unknown.
 pub fn host_readings(c: Option<Counts>) -> Vec<Reading> {
-    let entry = |k: &str, name: &str, f: fn(&Counts) -> u64| {
+    let entry = |k: &'static str, name: &'static str, f: fn(&Counts) -> u64| {
         Reading::new(k, name, Kind::Count, c.as_ref().map(f)).in_group(NAME)
     };
     vec![
