@@ -120,10 +120,16 @@ impl Collector for NetworkCollector {
         let (path, text) = self.net_dev.read_with_path()?;
         let mut interfaces = Vec::new();
         for line in text.lines() {
+            // The name first: the numbers of an interface left out (a
+            // container's veth, lo) are not parsed at all.
+            if line
+                .split_once(':')
+                .is_none_or(|(name, _)| !self.interfaces.allows(name.trim()))
+            {
+                continue;
+            }
             if let Some(dev) = parse_net_dev_line(line).map_err(|e| CollectError::parse(path, e))? {
-                if self.interfaces.allows(dev.name) {
-                    interfaces.push(dev);
-                }
+                interfaces.push(dev);
             }
         }
         // The kernel lists interfaces by hash; sorting keeps entity order stable.

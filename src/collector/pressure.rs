@@ -113,9 +113,10 @@ fn parse_avg60(fields: &str) -> Result<f64, String> {
             .ok_or_else(|| format!("not name=value: {field}"))?;
         let number = |v: &str| v.parse::<f64>().map_err(|_| format!("{name}: not a number"));
         match name {
-            "avg10" | "avg300" => {
-                number(value)?;
-            }
+            // Checked, not converted: only avg60 is reported, and a float
+            // parse is dearer than the rest of the line (issue 13).
+            "avg10" | "avg300" if !is_plain_decimal(value) => return Err(format!("{name}: not a number")),
+            "avg10" | "avg300" => {}
             "avg60" => avg60 = Some(number(value)?),
             "total" => {
                 value
@@ -133,6 +134,21 @@ fn parse_avg60(fields: &str) -> Result<f64, String> {
 }
 
 /// The readings of one resource: `some` always, `full` where the file has it.
+/// Digits with at most one `.` among them (how PSI prints its averages).
+fn is_plain_decimal(s: &str) -> bool {
+    let mut dots = 0;
+    !s.is_empty()
+        && s.bytes().all(|b| match b {
+            b'0'..=b'9' => true,
+            b'.' => {
+                dots += 1;
+                dots == 1
+            }
+            _ => false,
+        })
+        && s != "."
+}
+
 pub fn pressure_readings(some: Names, full: Names, p: &Pressure) -> Vec<Reading> {
     let mut out = vec![Reading::new(some.0, some.1, Kind::Percent, p.some_percent)];
     if let Some(v) = p.full_percent {

@@ -175,8 +175,18 @@ impl RebootSource {
         let mut bus: Option<Bus> = None;
         let mut engine_health = Latch::default();
         let mut files_health = Latch::default();
+        // What the files said last time: with no update_engine to ask, the
+        // same answer makes the same reading (already published), so it is
+        // not built again each interval.
+        let mut last: Option<Result<FileChecks, std::io::ErrorKind>> = None;
         loop {
             let files = check_files(&self.paths);
+            let seen = files.as_ref().map(Clone::clone).map_err(std::io::Error::kind);
+            if self.update_engine.is_none() && last.as_ref() == Some(&seen) {
+                crate::source::sleep_on_grid(self.every).await;
+                continue;
+            }
+            last = Some(seen);
             match &files {
                 Err(error) if files_health.fail() => {
                     tracing::warn!(source = SOURCE, path = %self.paths.root("/run").display(), %error, "cannot read the host's /run; reboot required is unknown");
