@@ -10,6 +10,7 @@
 #   BASE_BIN=/tmp/host2mqtt-before bench/footprint.sh   # an older build beside, as host2mqtt-base
 #   BENCH_BUILD=0 bench/footprint.sh            # the binaries in target/ as they are
 #   BENCH_MUSL=0 bench/footprint.sh             # the glibc binary only (no musl target here)
+#   BENCH_FLOOR=0 bench/footprint.sh            # without the syscall floor (needs a C compiler)
 #
 # Every agent reports the root filesystem and the first non-loopback
 # interface only (collectd: df MountPoint "/", interface eth0): on a shared
@@ -30,6 +31,10 @@
 # and cpu, memory, df, interface, load: what host2mqtt reports by default
 # without HA discovery. This host has no Podman socket and no system bus
 # unless something started them, and the table says which it had.
+# syscall-floor: bench/floor.c, a C loop that makes exactly the system
+# calls of one host2mqtt cycle (the same files, the same wake-up, one
+# PUBLISH of the state's size) with no user-space work: the part of
+# host2mqtt's CPU that is the kernel's, for this data, on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WINDOW=${BENCH_SECONDS:-180}
@@ -37,6 +42,7 @@ WARMUP=${BENCH_WARMUP:-30}
 ROUNDS=${BENCH_ROUNDS:-2}
 INTERVAL=${BENCH_INTERVAL:-10}
 MSM_BIN=${MSM_BIN:-$(command -v mqtt-system-monitor || true)}
+WITH_FLOOR=${BENCH_FLOOR:-1}
 BASE_BIN=${BASE_BIN:-}
 WITH_MUSL=${BENCH_MUSL:-1}
 
@@ -59,6 +65,10 @@ trap cleanup EXIT
 
 bench_mosquitto "$work"
 pids+=("$BENCH_MOSQUITTO_PID")
+FLOOR=
+if [ "$WITH_FLOOR" != 0 ] && command -v cc >/dev/null; then
+    cc -O2 -o "$work/floor" bench/floor.c && FLOOR=$work/floor
+fi
 port=$BENCH_PORT
 iface=$(bench_iface)
 h2m_conf() { bench_agent_conf "$work/$1.toml" "$1" "${INTERVAL}s" "$port"; }
@@ -136,6 +146,9 @@ for round in $(seq "$ROUNDS"); do
     if [ -n "$MSM_BIN" ]; then
         "$MSM_BIN" "$work/msm.toml" >>"$work/msm.log" 2>&1 & agent[mqtt-system-monitor]=$!; pids+=($!)
     fi
+    if [ -n "$FLOOR" ]; then
+        "$FLOOR" "$port" "$INTERVAL" "$iface" 600 2>>"$work/floor.log" & agent[syscall-floor]=$!; pids+=($!)
+    fi
     sleep "$WARMUP"
     declare -A c0=() w0=()
     for a in "${!agent[@]}"; do c0[$a]=$(cpu_ns "${agent[$a]}"); w0[$a]=$(wchar "${agent[$a]}"); done
@@ -174,7 +187,7 @@ try:
 except Exception:
     entities = "?"
 med = {a: [statistics.median(v[i] for v in rs) for i in range(5)] for a, rs in rows.items()}
-order = [a for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl", "collectd", "mqtt-system-monitor") if a in med]
+order = [a for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl", "collectd", "mqtt-system-monitor", "syscall-floor") if a in med]
 print(f"{len(next(iter(rows.values()), []))} round(s) of {window:.0f} s after {warmup} s warm-up, interval {interval:.0f} s "
       f"({cycles:.0f} cycles), medians; Podman socket: {podman}, system bus: {bus}")
 print(f"binary: glibc {int(gsize) / 2**20:.2f} MiB" + (f", static musl {int(msize) / 2**20:.2f} MiB" if int(msize) else "") + " (stripped)")
@@ -185,12 +198,12 @@ for a in order:
     cpu, wr, rss, pss, uss = med[a]
     node = {"host2mqtt-glibc": "bench_glibc", "host2mqtt-musl": "bench_musl", "host2mqtt-base": "bench_base"}.get(a)
     d = f"{statistics.median(disco[node]):.0f} B" if node in disco and disco[node] else "-"
-    ents = entities if node else ("0" if a == "collectd" else "?")
+    ents = entities if node else ("0" if a in ("collectd", "syscall-floor") else "?")
     print(f"| {a} | {cpu:.3f} ms | {rss:.2f} MiB | {pss:.2f} MiB | {uss:.2f} MiB | {wr:.0f} | {d} | {ents} |")
 for peer in ("collectd", "mqtt-system-monitor"):
     if peer not in med:
         continue
-    for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl"):
+    for a in ("host2mqtt-base", "host2mqtt-glibc", "host2mqtt-musl", "syscall-floor"):
         if a in med:
             r = [x / y if y else float("nan") for x, y in zip(med[a], med[peer])]
             print(f"| {a}/{peer} | {r[0]:.2f}× | {r[2]:.2f}× | {r[3]:.2f}× | {r[4]:.2f}× | {r[1]:.2f}× | | |")
