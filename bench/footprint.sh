@@ -43,6 +43,10 @@ ROUNDS=${BENCH_ROUNDS:-2}
 INTERVAL=${BENCH_INTERVAL:-10}
 MSM_BIN=${MSM_BIN:-$(command -v mqtt-system-monitor || true)}
 WITH_FLOOR=${BENCH_FLOOR:-1}
+# Seconds between starting one agent and the next: each ticks on its own
+# phase, as on a real host, instead of all at one instant contending for
+# two CPUs; the window starts half a second off every agent's tick.
+STAGGER=${BENCH_STAGGER:-1.3}
 BASE_BIN=${BASE_BIN:-}
 WITH_MUSL=${BENCH_MUSL:-1}
 
@@ -134,22 +138,28 @@ results="$work/results.txt"
 for round in $(seq "$ROUNDS"); do
     declare -A agent=()
     HOST2MQTT_LOG=warn "$GLIBC" --config "$work/bench_glibc.toml" run 2>"$work/glibc.log" & agent[host2mqtt-glibc]=$!; pids+=($!)
+    sleep "$STAGGER"
     if [ "$WITH_MUSL" != 0 ]; then
         HOST2MQTT_LOG=warn "$MUSL" --config "$work/bench_musl.toml" run 2>"$work/musl.log" & agent[host2mqtt-musl]=$!; pids+=($!)
+        sleep "$STAGGER"
     fi
     if [ -n "$BASE_BIN" ]; then
         HOST2MQTT_LOG=warn "$BASE_BIN" --config "$work/bench_base.toml" run 2>"$work/base.log" & agent[host2mqtt-base]=$!; pids+=($!)
+        sleep "$STAGGER"
     fi
     if [ -n "$COLLECTD" ]; then
         "$COLLECTD" -f -C "$work/collectd.conf" 2>>"$work/collectd.log" & agent[collectd]=$!; pids+=($!)
+        sleep "$STAGGER"
     fi
     if [ -n "$MSM_BIN" ]; then
         "$MSM_BIN" "$work/msm.toml" >>"$work/msm.log" 2>&1 & agent[mqtt-system-monitor]=$!; pids+=($!)
+        sleep "$STAGGER"
     fi
     if [ -n "$FLOOR" ]; then
         "$FLOOR" "$port" "$INTERVAL" "$iface" 600 2>>"$work/floor.log" & agent[syscall-floor]=$!; pids+=($!)
+        sleep "$STAGGER"
     fi
-    sleep "$WARMUP"
+    sleep "$(python3 -c "print($WARMUP + 0.5 - $STAGGER)")"
     declare -A c0=() w0=()
     for a in "${!agent[@]}"; do c0[$a]=$(cpu_ns "${agent[$a]}"); w0[$a]=$(wchar "${agent[$a]}"); done
     sleep "$WINDOW"
