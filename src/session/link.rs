@@ -55,12 +55,12 @@ const REQUEST_QUEUE: usize = 32;
 /// rumqttc's keepalive while the session pings after the agent's
 /// publishes (`SessionOptions::pings_on_publish`): a year, so its own
 /// timer, which rumqttc reads when it resets it at each ping, stays quiet
-/// after the connection's first ping. That timer cost more than the pings:
-/// tokio's timer wheel wakes the process three times for a 30 s sleep (it
-/// moves the entry down a level at 4 s and at 64 ms before the deadline),
-/// and every wake-up costs more CPU than a cycle's collecting. The CONNECT
-/// never carries it: the session sets the real keepalive again before
-/// every connect.
+/// after the connection's first ping. tokio's timer wheel wakes the
+/// process three times for a 30 s sleep (it moves the entry down a level
+/// at 4 s and at 64 ms before the deadline), then once more for the ping:
+/// 2.30 wake-ups per 10 s cycle with it, 1.56 without (issue 13). The
+/// CONNECT never carries it: the session sets the real keepalive again
+/// before every connect.
 pub(super) const PARKED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// In-flight QoS 1 publishes allowed under MQTT 5 (see where it is set).
