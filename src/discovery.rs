@@ -743,10 +743,11 @@ fn write_number(out: &mut String, v: f64, decimals: i32) {
                 frac /= 10;
                 width -= 1;
             }
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(frac);
             out.push('.');
-            let digits = itoa::Buffer::new().format(frac).len();
-            out.extend(std::iter::repeat_n('0', width - digits));
-            out.push_str(itoa::Buffer::new().format(frac));
+            out.extend(std::iter::repeat_n('0', width - digits.len()));
+            out.push_str(digits);
         }
         return;
     }

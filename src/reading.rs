@@ -124,12 +124,6 @@ impl std::ops::Deref for Label {
     }
 }
 
-impl AsRef<str> for Label {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl std::borrow::Borrow<str> for Label {
     fn borrow(&self) -> &str {
         self.as_str()
@@ -145,18 +139,6 @@ impl From<&'static str> for Label {
 impl From<String> for Label {
     fn from(s: String) -> Self {
         Label(LabelText::Shared(s.into()))
-    }
-}
-
-impl From<&String> for Label {
-    fn from(s: &String) -> Self {
-        Label(LabelText::Shared(s.as_str().into()))
-    }
-}
-
-impl From<Label> for String {
-    fn from(l: Label) -> Self {
-        l.as_str().to_string()
     }
 }
 
@@ -186,24 +168,6 @@ impl PartialEq<&str> for Label {
 impl PartialEq<String> for Label {
     fn eq(&self, other: &String) -> bool {
         self.as_str() == other
-    }
-}
-
-impl PartialEq<Label> for str {
-    fn eq(&self, other: &Label) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl PartialEq<Label> for &str {
-    fn eq(&self, other: &Label) -> bool {
-        *self == other.as_str()
-    }
-}
-
-impl PartialEq<Label> for String {
-    fn eq(&self, other: &Label) -> bool {
-        self == other.as_str()
     }
 }
 

@@ -246,6 +246,9 @@ impl Session {
                 self.link.set_keepalive(self.opts.keepalive);
             } else if self.opts.pings_on_publish && pings.due(Instant::now()) {
                 self.link.queue_ping();
+                // Counted now, not only when rumqttc reports it sent: the
+                // next poll may return something else first, and a second
+                // ping queued behind this one would end the connection.
                 pings.sent(Instant::now());
             }
             match self.link.poll(self.opts.message_limit).await {
