@@ -195,7 +195,7 @@ impl Session {
 
     /// Sends this connection's next SUBSCRIBE, if any is left.
     fn subscribe_next(&self, subs: &mut Subscriptions) {
-        if let Some(topic) = subs.next(Instant::now()) {
+        if let Some(topic) = subs.next() {
             if let Err(e) = self.client.try_subscribe(topic) {
                 tracing::warn!(%topic, error = %e, "cannot subscribe");
             }
@@ -299,13 +299,20 @@ impl Session {
                 }
                 Polled::PingSent => pings.sent(Instant::now()),
                 Polled::Other => {}
-                Polled::Failed { error, too_large } => {
+                Polled::Failed {
+                    error,
+                    too_large,
+                    suback_unread,
+                } => {
                     let lost = connected_at.take();
                     if lost.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
                         failures = 0;
                         subs.forgive();
                     }
                     if too_large {
+                        if suback_unread {
+                            subs.acked(Instant::now());
+                        }
                         if let Some((topic, wait)) = subs.blame(Instant::now()) {
                             tracing::warn!(
                                 topic = %escaped_for_log(topic.as_bytes(), 200),
@@ -390,7 +397,9 @@ const DISCONNECT_DRAIN: Duration = Duration::from_secs(2);
 /// topic at a time, the next when the last one's SUBACK arrives, and a
 /// broker sends a topic's retained messages right behind its SUBACK and
 /// before it reads our next SUBSCRIBE: what comes between two SUBACKs is
-/// the first topic's.
+/// the first topic's, even when our next SUBSCRIBE already went out. A
+/// SUBACK read in the same batch as the message counts too (rumqttc never
+/// hands it on; the link reports it as `suback_unread`).
 const BLAME_WINDOW: Duration = Duration::from_secs(5);
 
 /// How long a topic blamed for ending the connection stays unsubscribed,
@@ -413,7 +422,7 @@ struct Subscriptions {
     list: Vec<String>,
     /// How many of `list` went out as SUBSCRIBEs.
     sent: usize,
-    /// The topic whose SUBSCRIBE or SUBACK came last, and when.
+    /// The topic whose SUBACK came last, and when.
     acked: Option<(String, Instant)>,
 }
 
@@ -445,14 +454,12 @@ impl Subscriptions {
         list
     }
 
-    /// The next topic to subscribe on this connection at `now`, if any
-    /// (marked sent). Until its SUBACK is seen it is the one to blame: a
-    /// SUBACK read in the same batch as the message that ends the
-    /// connection is never handed on.
-    fn next(&mut self, now: Instant) -> Option<&str> {
+    /// The next topic to subscribe on this connection, if any (marked
+    /// sent). Sending it blames nobody new: until its SUBACK comes, a
+    /// message is the last acked topic's (see [`BLAME_WINDOW`]).
+    fn next(&mut self) -> Option<&str> {
         let topic = self.list.get(self.sent)?;
         self.sent += 1;
-        self.acked = Some((topic.clone(), now));
         Some(topic)
     }
 
@@ -464,8 +471,8 @@ impl Subscriptions {
     }
 
     /// The connection ended at `now` on a message too large to read: the
-    /// topic whose SUBSCRIBE or SUBACK came last, if under [`BLAME_WINDOW`]
-    /// ago, is left out; returns it and for how long.
+    /// topic whose SUBACK came last, if under [`BLAME_WINDOW`] ago, is
+    /// left out; returns it and for how long.
     fn blame(&mut self, now: Instant) -> Option<(String, Duration)> {
         let (topic, at) = self.acked.take()?;
         if now.saturating_duration_since(at) >= BLAME_WINDOW {
@@ -623,30 +630,38 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(subs.for_connect(t0), ["ha/status", "cmd"]);
         // One at a time: the next goes out when the last one's SUBACK came.
-        assert_eq!(subs.next(t0), Some("ha/status"));
+        assert_eq!(subs.next(), Some("ha/status"));
         subs.acked(t0 + ms(5));
-        assert_eq!(subs.next(t0 + ms(5)), Some("cmd"));
+        assert_eq!(subs.next(), Some("cmd"));
         subs.acked(t0 + ms(10));
-        assert_eq!(subs.next(t0 + ms(10)), None);
+        assert_eq!(subs.next(), None);
         // Right behind the second SUBACK: its retained message.
         let (topic, wait) = subs.blame(t0 + ms(20)).expect("blamed");
         assert_eq!((topic.as_str(), wait), ("cmd", QUARANTINE_MIN));
         let t1 = t0 + Duration::from_secs(3);
         assert_eq!(subs.for_connect(t1), ["ha/status"]);
-        assert_eq!(subs.next(t1), Some("ha/status"));
+        assert_eq!(subs.next(), Some("ha/status"));
         subs.acked(t1);
         // Long after the last SUBACK: a live message, nobody is blamed.
         assert_eq!(subs.blame(t1 + BLAME_WINDOW), None);
         // Back after the quarantine; blamed again: twice as long.
         let t2 = t0 + QUARANTINE_MIN + Duration::from_secs(1);
         assert_eq!(subs.for_connect(t2), ["ha/status", "cmd"]);
-        subs.next(t2);
-        // The SUBACK and the message came in one read: never seen.
-        let (topic, _) = subs.blame(t2 + ms(1)).expect("blamed");
+        subs.next();
+        // Nothing acked yet on this connection: nobody to blame.
+        assert_eq!(subs.blame(t2), None);
+        subs.acked(t2 + ms(1));
+        // The first SUBACK was handed on and the next SUBSCRIBE went out
+        // before the first topic's retained message arrived (seen in CI):
+        // still the first topic's.
+        assert_eq!(subs.next(), Some("cmd"));
+        let (topic, _) = subs.blame(t2 + ms(2)).expect("blamed");
         assert_eq!(topic, "ha/status");
-        assert_eq!(subs.for_connect(t2 + ms(2)), ["cmd"]);
-        subs.next(t2 + ms(2));
-        subs.acked(t2 + ms(3));
+        assert_eq!(subs.for_connect(t2 + ms(3)), ["cmd"]);
+        subs.next();
+        // The SUBACK came in one read with the message (never handed on,
+        // reported by the link): the session counts it as acked.
+        subs.acked(t2 + ms(4));
         let (topic, wait) = subs.blame(t2 + ms(4)).expect("blamed");
         assert_eq!(topic, "cmd");
         assert_eq!(wait, 2 * QUARANTINE_MIN);

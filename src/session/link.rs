@@ -93,6 +93,9 @@ pub(super) enum Polled {
         /// It ended on an incoming packet over the read limit (MQTT 3.1.1
         /// cannot tell the broker a limit).
         too_large: bool,
+        /// A SUBACK was read in the same batch as what ended the
+        /// connection, so it was never handed on (see [`Link::poll`]).
+        suback_unread: bool,
     },
 }
 
@@ -101,6 +104,7 @@ impl Polled {
         Polled::Failed {
             error,
             too_large: false,
+            suback_unread: false,
         }
     }
 
@@ -108,6 +112,19 @@ impl Polled {
         Polled::Failed {
             error,
             too_large: true,
+            suback_unread: false,
+        }
+    }
+
+    /// Marks a failure with whether a SUBACK was left unread.
+    fn with_suback_unread(self, unread: bool) -> Polled {
+        match self {
+            Polled::Failed { error, too_large, .. } => Polled::Failed {
+                error,
+                too_large,
+                suback_unread: unread,
+            },
+            other => other,
         }
     }
 }
@@ -265,10 +282,48 @@ impl Link {
 
     /// The next event; incoming messages over `limit` bytes come back as
     /// [`Polled::Oversized`].
+    ///
+    /// rumqttc reads packets in batches into a queue it hands on one per
+    /// poll; a packet that ends the connection ends the batch at once, and
+    /// what the queue still holds would be handed on after the next
+    /// CONNACK as if the new connection had sent it. On a failure the
+    /// queue keeps only its messages and our own outgoing events; a
+    /// SUBACK in it is dropped and reported (`suback_unread`): the session needs it to tell whose
+    /// retained message ended the connection.
     pub(super) async fn poll(&mut self, limit: usize) -> Polled {
         match self {
-            Link::V311(l) => poll_v311(l, limit).await,
-            Link::V5(l) => poll_v5(l, limit).await,
+            Link::V311(l) => {
+                let polled = poll_v311(l, limit).await;
+                if !matches!(polled, Polled::Failed { .. }) {
+                    return polled;
+                }
+                use rumqttc::{Event, Packet};
+                let mut suback = false;
+                l.state.events.retain(|e| match e {
+                    Event::Incoming(Packet::Publish(_)) | Event::Outgoing(_) => true,
+                    Event::Incoming(p) => {
+                        suback |= matches!(p, Packet::SubAck(_));
+                        false
+                    }
+                });
+                polled.with_suback_unread(suback)
+            }
+            Link::V5(l) => {
+                let polled = poll_v5(l, limit).await;
+                if !matches!(polled, Polled::Failed { .. }) {
+                    return polled;
+                }
+                use v5::{mqttbytes::v5::Packet, Event};
+                let mut suback = false;
+                l.state.events.retain(|e| match e {
+                    Event::Incoming(Packet::Publish(_)) | Event::Outgoing(_) => true,
+                    Event::Incoming(p) => {
+                        suback |= matches!(p, Packet::SubAck(_));
+                        false
+                    }
+                });
+                polled.with_suback_unread(suback)
+            }
         }
     }
 }
