@@ -692,7 +692,9 @@ fn write_value(out: &mut String, r: &Reading) {
         (Value::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
         (Value::Text(s), _) => out.push_str(&Json::String(s.clone()).to_string()),
         (Value::Time(t), _) => {
-            let _ = write!(out, "\"{}\"", format_timestamp(*t));
+            out.push('"');
+            push_timestamp(out, *t);
+            out.push('"');
         }
         (Value::Update(u), _) => {
             let mut v = json!({
@@ -761,7 +763,48 @@ fn write_number(out: &mut String, v: f64, decimals: i32) {
 
 /// RFC 3339 in UTC with seconds, as HA's timestamp sensors take it.
 pub fn format_timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let mut out = String::with_capacity(20);
+    push_timestamp(&mut out, t);
+    out
+}
+
+/// [`format_timestamp`] onto `out`: `last_seen` is written every cycle,
+/// and this is a few dozen instructions where a `Display` impl through
+/// `core::fmt` is a few hundred (issue 13). A time before 1970 (a clock
+/// set wrong) is written as 1970-01-01T00:00:00Z, where humantime panics.
+pub fn push_timestamp(out: &mut String, t: SystemTime) {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    // Days to a civil date (Howard Hinnant's algorithm, days from 1970).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let two = |out: &mut String, n: u64| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    two(out, year / 100);
+    two(out, year);
+    out.push('-');
+    two(out, month);
+    out.push('-');
+    two(out, day);
+    out.push('T');
+    two(out, of_day / 3600);
+    out.push(':');
+    two(out, of_day / 60 % 60);
+    out.push(':');
+    two(out, of_day % 60);
+    out.push('Z');
 }
 
 /// The value as a person reads it, with its unit (for `check`).
@@ -1170,5 +1213,32 @@ mod tests {
             1u64,
         )));
         assert_eq!(bytes["sug_dsp_prc"], 2);
+    }
+    #[test]
+    fn timestamps_are_written_as_humantime_writes_them() {
+        use std::time::Duration;
+        let mut seconds: Vec<u64> = vec![
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,
+            951_868_800,
+            4_107_542_400,
+            253_402_300_799,
+        ];
+        // Every day from 1970 to 2200 at a varying time of day, leap years
+        // and century rules included.
+        seconds.extend((0..84_000u64).map(|d| d * 86_400 + (d * 7919) % 86_400));
+        for s in seconds {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+            assert_eq!(
+                format_timestamp(t),
+                humantime::format_rfc3339_seconds(t).to_string(),
+                "{s}"
+            );
+        }
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(format_timestamp(before), "1970-01-01T00:00:00Z");
     }
 }

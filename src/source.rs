@@ -151,56 +151,81 @@ fn grid_point(
     now + std::time::Duration::from_nanos(u64::try_from(every_ns - past).unwrap_or(u64::MAX))
 }
 
-/// The agent's latest tick: when, and its interval. `None` until the
-/// agent ticks on the kernel's timer (see [`crate::agent::Ticks`]).
-type AgentTick = Option<(tokio::time::Instant, std::time::Duration)>;
-
-/// The agent's ticks, for the sources to wake on.
-fn ticks() -> &'static watch::Sender<AgentTick> {
-    static TICKS: std::sync::OnceLock<watch::Sender<AgentTick>> = std::sync::OnceLock::new();
-    TICKS.get_or_init(|| watch::channel(None).0)
+/// The sources sleeping until a tick of the agent ([`sleep_on_grid`]),
+/// and whether the agent ticks on the kernel's timer yet.
+struct Sleepers {
+    /// The agent has ticked (see [`tick`]).
+    ticking: bool,
+    /// Each sleeper's grid point, and how to wake it.
+    waiting: Vec<(tokio::time::Instant, tokio::sync::oneshot::Sender<()>)>,
 }
 
-/// Tells the sources that the agent ticked at `at`, every `interval`.
-/// Called by `agent::run` on its first cycle and each tick of its kernel
-/// timer.
+impl Sleepers {
+    const fn new() -> Self {
+        Sleepers {
+            ticking: false,
+            waiting: Vec::new(),
+        }
+    }
+
+    /// A sleeper until `target`: woken by the tick that falls on it.
+    /// Also says whether the agent ticks yet.
+    fn sleep(&mut self, target: tokio::time::Instant) -> (tokio::sync::oneshot::Receiver<()>, bool) {
+        let (wake, woken) = tokio::sync::oneshot::channel();
+        self.waiting.push((target, wake));
+        (woken, self.ticking)
+    }
+
+    /// The agent ticked at `at`, every `interval`: wakes the sleepers whose
+    /// grid point this tick is, the tick at the point or up to half an
+    /// interval before it (ticks fall on the grid give or take how late
+    /// the process woke, or a tick delayed by a stall).
+    fn tick(&mut self, at: tokio::time::Instant, interval: std::time::Duration) {
+        self.ticking = true;
+        // A sleeper dropped while waiting (a cancelled select) goes too.
+        let due = |(target, wake): &mut (tokio::time::Instant, tokio::sync::oneshot::Sender<()>)| {
+            at + interval / 2 >= *target || wake.is_closed()
+        };
+        for (_, wake) in self.waiting.extract_if(.., due) {
+            let _ = wake.send(());
+        }
+    }
+}
+
+static SLEEPERS: std::sync::Mutex<Sleepers> = std::sync::Mutex::new(Sleepers::new());
+
+/// Tells the sources that the agent ticked at `at`, every `interval`, and
+/// wakes those whose grid point this tick is. The rest are not polled at
+/// all: a source that looks once a minute costs nothing on the other
+/// ticks (issue 13). Called by `agent::run` on its first cycle and each
+/// tick of its kernel timer.
 pub fn tick(at: tokio::time::Instant, interval: std::time::Duration) {
-    ticks().send_replace(Some((at, interval)));
+    if let Ok(mut sleepers) = SLEEPERS.lock() {
+        sleepers.tick(at, interval);
+    }
 }
 
 /// Sleeps until [`next_on_grid`] of `every`: until the agent's first tick
-/// at that point (within half an interval), so the source runs in the
-/// agent's wake-up and no timer of its own wakes the process (a tokio
-/// timer a minute away wakes it three times on its way down the timer
-/// wheel, issue 13). Before the agent's first cycle (a source's first
-/// sleep), on a timer until the agent starts ticking; with no agent
-/// ticks at all (a paused clock in tests), on that timer.
+/// at that point (see [`tick`]), so the source runs in the agent's
+/// wake-up and no timer of its own wakes the process (a tokio timer a
+/// minute away wakes it three times on its way down the timer wheel,
+/// issue 13). Before the agent ticks (a source's first sleep), also on a
+/// timer, whichever comes first; with no agent ticks at all (a paused
+/// clock in tests), on that timer.
 pub async fn sleep_on_grid(every: std::time::Duration) {
     let target = next_on_grid(tokio::time::Instant::now(), every);
-    let mut agent = ticks().subscribe();
-    if agent.borrow_and_update().is_none() {
-        tokio::select! {
-            _ = tokio::time::sleep_until(target) => return,
-            _ = agent.changed() => {}
-        }
+    let Ok((woken, ticking)) = SLEEPERS.lock().map(|mut s| s.sleep(target)) else {
+        tokio::time::sleep_until(target).await;
+        return;
+    };
+    if ticking {
+        // The sender is only ever dropped after sending.
+        let _ = woken.await;
+        return;
     }
-    wait_for_tick(&mut agent, target).await;
-}
-
-/// Waits for the first tick in `agent` at `target` or later, less half
-/// an interval: ticks fall on the grid give or take how late the process
-/// woke (or a tick delayed by a stall).
-async fn wait_for_tick(agent: &mut watch::Receiver<AgentTick>, target: tokio::time::Instant) {
-    loop {
-        if agent.changed().await.is_err() {
-            tokio::time::sleep_until(target).await;
-            return;
-        }
-        if let Some((at, interval)) = *agent.borrow_and_update() {
-            if at + interval / 2 >= target {
-                return;
-            }
-        }
+    tokio::select! {
+        _ = tokio::time::sleep_until(target) => {}
+        _ = woken => {}
     }
 }
 
@@ -246,46 +271,47 @@ mod tests {
         assert_eq!(grid_point(Some(t0 + s(20)), t0, s(10)), t0 + s(10));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_source_wakes_on_the_first_agent_tick_at_its_grid_point() {
-        let (tx, mut rx) = watch::channel(None);
+    #[test]
+    fn a_source_wakes_on_the_first_agent_tick_at_its_grid_point_and_no_other() {
+        let mut sleepers = Sleepers::new();
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let every = s(10);
-        // A minute's check from t0 + 3 s, the grid at t0: due at t0 + 60 s.
-        let waiting = tokio::spawn(async move {
-            wait_for_tick(&mut rx, t0 + s(60)).await;
-            Instant::now()
-        });
+        // A minute's check from t0 + 3 s, the grid at t0: due at t0 + 60 s;
+        // a check every interval beside it.
+        let (mut minute, ticking) = sleepers.sleep(t0 + s(60));
+        assert!(!ticking, "no tick yet");
         for n in 1..=5 {
-            tokio::time::sleep_until(t0 + every * n).await;
-            tx.send_replace(Some((Instant::now(), every)));
-            tokio::task::yield_now().await;
-            assert!(!waiting.is_finished(), "woke at tick {n}, before the minute");
+            let (mut each, ticking) = sleepers.sleep(t0 + every * n);
+            assert!(ticking || n == 1);
+            sleepers.tick(t0 + every * n, every);
+            assert!(each.try_recv().is_ok(), "the interval's sleeper woke at tick {n}");
+            assert!(minute.try_recv().is_err(), "woke at tick {n}, before the minute");
         }
+        assert_eq!(sleepers.waiting.len(), 1, "only the minute's sleeper is left");
         // The tick of the minute, a little late: that one.
-        tokio::time::sleep_until(t0 + s(60) + Duration::from_millis(3)).await;
-        tx.send_replace(Some((Instant::now(), every)));
-        let woke = waiting.await.expect("joins");
-        assert_eq!(
-            woke,
-            t0 + s(60) + Duration::from_millis(3),
-            "woke on the agent's tick"
-        );
+        sleepers.tick(t0 + s(60) + Duration::from_millis(3), every);
+        assert!(minute.try_recv().is_ok(), "woke on the agent's tick");
+        assert!(sleepers.waiting.is_empty());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_tick_a_little_early_for_the_grid_counts() {
+    #[test]
+    fn a_tick_a_little_early_for_the_grid_counts_and_a_dropped_sleeper_goes() {
         // The ticks shifted 2 s early by a stall (missed ticks delay):
         // the tick nearest the grid point is the one.
-        let (tx, mut rx) = watch::channel(None);
+        let mut sleepers = Sleepers::new();
         let t0 = Instant::now();
         let every = Duration::from_secs(10);
-        let waiting = tokio::spawn(async move { wait_for_tick(&mut rx, t0 + every * 2).await });
-        tx.send_replace(Some((t0 + Duration::from_secs(8), every)));
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "a tick 12 s before the point is not it");
-        tx.send_replace(Some((t0 + Duration::from_secs(18), every)));
-        waiting.await.expect("joins");
+        let (mut woken, _) = sleepers.sleep(t0 + every * 2);
+        let (dropped, _) = sleepers.sleep(t0 + every * 6);
+        drop(dropped);
+        sleepers.tick(t0 + Duration::from_secs(8), every);
+        assert!(
+            woken.try_recv().is_err(),
+            "a tick 12 s before the point is not it"
+        );
+        assert_eq!(sleepers.waiting.len(), 1, "the dropped sleeper is gone");
+        sleepers.tick(t0 + Duration::from_secs(18), every);
+        assert!(woken.try_recv().is_ok());
     }
 }

@@ -31,6 +31,10 @@ pub struct NetworkCollector {
     addresses: Option<(Instant, ByInterface)>,
     /// Which interfaces to report (`interfaces_include`/`_exclude`).
     interfaces: NameFilter,
+    /// The filter's answer for each name seen ([`KNOWN_NAMES`] at most):
+    /// glob matching every line of /proc/net/dev every cycle is work the
+    /// same answer does not need.
+    known: HashMap<Box<str>, bool>,
     /// Each interface's counters at the previous cycle; an interface not
     /// seen then gets missing rates this cycle.
     prev: HashMap<String, InterfaceCounters>,
@@ -66,6 +70,7 @@ impl NetworkCollector {
                 &config.interfaces_include,
                 &config.interfaces_exclude,
             ),
+            known: HashMap::new(),
             prev: HashMap::new(),
             // rtnetlink answers for the namespace the agent runs in, which
             // is the one `<proc>/net` shows when that is a real procfs (a
@@ -111,6 +116,10 @@ fn read_addresses(
     out
 }
 
+/// How many interface names [`NetworkCollector`] remembers the filter's
+/// answer for before it starts again.
+const KNOWN_NAMES: usize = 512;
+
 impl Collector for NetworkCollector {
     fn name(&self) -> &'static str {
         "network"
@@ -122,10 +131,23 @@ impl Collector for NetworkCollector {
         for line in text.lines() {
             // The name first: the numbers of an interface left out (a
             // container's veth, lo) are not parsed at all.
-            if line
-                .split_once(':')
-                .is_none_or(|(name, _)| !self.interfaces.allows(name.trim()))
-            {
+            let Some((name, _)) = line.split_once(':') else {
+                continue;
+            };
+            let name = name.trim();
+            let allowed = match self.known.get(name) {
+                Some(allowed) => *allowed,
+                None => {
+                    if self.known.len() >= KNOWN_NAMES {
+                        // Container hosts make and drop veths all day.
+                        self.known.clear();
+                    }
+                    let allowed = self.interfaces.allows(name);
+                    self.known.insert(name.into(), allowed);
+                    allowed
+                }
+            };
+            if !allowed {
                 continue;
             }
             if let Some(dev) = parse_net_dev_line(line).map_err(|e| CollectError::parse(path, e))? {
@@ -429,6 +451,7 @@ mod tests {
         let mut c = collector("proc/vm/t0", &only_eth0);
         collect_once(&mut c, &tick_at(start, 0));
         c.interfaces = NameFilter::for_names("k", &[], &[]);
+        c.known.clear();
         c.net_dev = ProcFile::new(fixture_paths("proc/vm/t1", "sys/vm", "root/vm").proc("net/dev"));
         let out = collect_once(&mut c, &tick_at(start, 10));
         let keys: Vec<_> = out
@@ -535,6 +558,7 @@ mod tests {
         collect_once(&mut c, &tick_at(start, 60));
         assert_eq!(DUMPS.load(Ordering::SeqCst), 2);
         c.interfaces = NameFilter::for_names("k", &[], &[]);
+        c.known.clear();
         c.prev.remove("eth0");
         collect_once(&mut c, &tick_at(start, 70));
         assert_eq!(

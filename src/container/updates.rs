@@ -205,10 +205,6 @@ impl Check {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 fn names<'a>(entries: impl Iterator<Item = &'a Entry>, f: impl Fn(&Entry) -> &str) -> Json {
     let mut v: Vec<&str> = entries.map(f).collect();
     v.sort_unstable();
@@ -249,7 +245,10 @@ pub fn readings(
             "unknown".into(),
             names(c.entries.iter().filter(|e| e.status.unknown()), |e| &e.container),
         );
-        attrs.insert("checked_at".into(), json!(rfc3339(c.at)));
+        attrs.insert(
+            "checked_at".into(),
+            json!(crate::discovery::format_timestamp(c.at)),
+        );
     }
     if let Some(e) = error {
         attrs.insert("error".into(), json!(e));
@@ -451,7 +450,10 @@ impl UpdatesSource {
         };
         tracing::info!(program = %runner.program().display(), "applying container updates (podman auto-update)");
         let mut outcome = Map::new();
-        outcome.insert("at".into(), json!(rfc3339(SystemTime::now())));
+        outcome.insert(
+            "at".into(),
+            json!(crate::discovery::format_timestamp(SystemTime::now())),
+        );
         match runner.run(APPLY_ARGS, timeout).await {
             Ok(out) => {
                 let entries = parse_report(&out.stdout).unwrap_or_default();

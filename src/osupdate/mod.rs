@@ -281,7 +281,7 @@ pub fn readings(title: &str, manager: Manager, check: Option<&Check>, error: Opt
         attrs.insert("held_back".into(), json!(c.held_back));
         attrs.insert(
             "checked_at".into(),
-            json!(humantime::format_rfc3339_seconds(c.at).to_string()),
+            json!(crate::discovery::format_timestamp(c.at)),
         );
     }
     if let Some(e) = error {

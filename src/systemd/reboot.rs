@@ -14,6 +14,7 @@
 //! D-Bus at all; it is its own source (`reboot`), apart from the systemd
 //! managers, so a missing system bus never makes it unavailable.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Map};
@@ -47,20 +48,39 @@ pub struct FileChecks {
 
 /// Reads the flag files under the host root. An error means the host's
 /// `/run` could not be read, so we cannot tell.
-pub fn check_files(paths: &HostPaths) -> std::io::Result<FileChecks> {
-    let flag = paths.root("/run/reboot-required");
-    let reboot_required = if flag.try_exists()? {
-        let pkgs = std::fs::read_to_string(paths.root("/run/reboot-required.pkgs")).unwrap_or_default();
+pub fn check_files(flags: &FlagFiles) -> std::io::Result<FileChecks> {
+    let reboot_required = if flags.reboot_required.try_exists()? {
+        let pkgs = std::fs::read_to_string(&flags.reboot_required_pkgs).unwrap_or_default();
         Some(parse_packages(&pkgs))
     } else {
         None
     };
-    let ostree_staged = paths.root("/run/ostree-booted").try_exists()?
-        && paths.root("/run/ostree/staged-deployment").try_exists()?;
+    let ostree_staged = flags.ostree_booted.try_exists()? && flags.ostree_staged.try_exists()?;
     Ok(FileChecks {
         reboot_required,
         ostree_staged,
     })
+}
+
+/// The flag files [`check_files`] looks at, under the host's root: joined
+/// once, not every interval.
+#[derive(Debug, Clone)]
+pub struct FlagFiles {
+    reboot_required: PathBuf,
+    reboot_required_pkgs: PathBuf,
+    ostree_booted: PathBuf,
+    ostree_staged: PathBuf,
+}
+
+impl FlagFiles {
+    pub fn new(paths: &HostPaths) -> Self {
+        FlagFiles {
+            reboot_required: paths.root("/run/reboot-required"),
+            reboot_required_pkgs: paths.root("/run/reboot-required.pkgs"),
+            ostree_booted: paths.root("/run/ostree-booted"),
+            ostree_staged: paths.root("/run/ostree/staged-deployment"),
+        }
+    }
 }
 
 /// The package names in `/run/reboot-required.pkgs`: one a line, each once
@@ -129,6 +149,8 @@ pub fn reboot_reading(
 pub struct RebootSource {
     /// Where the host's /run is.
     paths: HostPaths,
+    /// The flag files under it.
+    flags: FlagFiles,
     /// How often to check (the agent's interval).
     every: Duration,
     /// The system bus, where update_engine is installed; else `None`.
@@ -154,6 +176,7 @@ impl RebootSource {
                 .then(|| ManagerKind::System.address(system_bus, env))
                 .flatten(),
             paths: paths.clone(),
+            flags: FlagFiles::new(paths),
             every,
             timeout,
         }
@@ -180,7 +203,7 @@ impl RebootSource {
         // not built again each interval.
         let mut last: Option<Result<FileChecks, std::io::ErrorKind>> = None;
         loop {
-            let files = check_files(&self.paths);
+            let files = check_files(&self.flags);
             let seen = files.as_ref().map(Clone::clone).map_err(std::io::Error::kind);
             if self.update_engine.is_none() && last.as_ref() == Some(&seen) {
                 crate::source::sleep_on_grid(self.every).await;
@@ -282,7 +305,7 @@ mod tests {
 
     #[test]
     fn the_debian_flag_file_turns_it_on_with_the_packages_that_asked() {
-        let files = check_files(&fixture_root("systemd/ubuntu-reboot"));
+        let files = check_files(&FlagFiles::new(&fixture_root("systemd/ubuntu-reboot")));
         let (available, r) = reboot_reading(&files, None);
         assert!(available);
         assert_eq!(r.value, Value::Bool(true));
@@ -299,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_host_without_flags_needs_no_reboot() {
-        let (available, r) = reboot_reading(&check_files(&fixture_root("root/vm")), None);
+        let (available, r) = reboot_reading(&check_files(&FlagFiles::new(&fixture_root("root/vm"))), None);
         assert!(available);
         assert_eq!(r.value, Value::Bool(false));
         assert_eq!(reason(&r), json!(null));
@@ -307,7 +330,10 @@ mod tests {
 
     #[test]
     fn a_staged_ostree_deployment_turns_it_on() {
-        let (_, r) = reboot_reading(&check_files(&fixture_root("systemd/fcos-staged")), None);
+        let (_, r) = reboot_reading(
+            &check_files(&FlagFiles::new(&fixture_root("systemd/fcos-staged"))),
+            None,
+        );
         assert_eq!(r.value, Value::Bool(true));
         assert_eq!(
             reason(&r),
