@@ -188,7 +188,12 @@ fn engine_gone_makes_container_entities_unavailable_while_the_rest_keeps_publish
     });
     assert!(later["last_seen"].is_string(), "{later}");
     std::thread::sleep(SECS(3));
-    assert!(rec.on(&state_topic).len() >= before + 3, "states stopped coming");
+    let after = rec.on(&state_topic).len();
+    assert!(
+        after >= before + 3,
+        "states stopped coming: {before} before, {after} 3 s later; the agent's log:\n{}",
+        agent.log()
+    );
     // The entities stay: no new discovery (no removal stubs), just values gone.
     let (disc, _, _) = topics(node);
     assert!(
