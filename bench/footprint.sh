@@ -217,4 +217,8 @@ for peer in ("collectd", "mqtt-system-monitor"):
         if a in med:
             r = [x / y if y else float("nan") for x, y in zip(med[a], med[peer])]
             print(f"| {a}/{peer} | {r[0]:.2f}× | {r[2]:.2f}× | {r[3]:.2f}× | {r[4]:.2f}× | {r[1]:.2f}× | | |")
+print()
+print("CPU per cycle by round (ms), to see the spread the medians hide:")
+for a in order:
+    print(f"  {a}: " + " ".join(f"{v[0]:.3f}" for v in rows[a]))
 PY
