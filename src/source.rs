@@ -156,8 +156,10 @@ fn grid_point(
 struct Sleepers {
     /// The agent has ticked (see [`tick`]).
     ticking: bool,
-    /// Each sleeper's grid point, and how to wake it.
-    waiting: Vec<(tokio::time::Instant, tokio::sync::oneshot::Sender<()>)>,
+    /// Each sleeper's grid point, and how to wake it: `true` when the
+    /// point has come, `false` to a sleeper that began before the agent
+    /// ticked, to leave its timer for the ticks.
+    waiting: Vec<(tokio::time::Instant, tokio::sync::oneshot::Sender<bool>)>,
 }
 
 impl Sleepers {
@@ -170,7 +172,7 @@ impl Sleepers {
 
     /// A sleeper until `target`: woken by the tick that falls on it.
     /// Also says whether the agent ticks yet.
-    fn sleep(&mut self, target: tokio::time::Instant) -> (tokio::sync::oneshot::Receiver<()>, bool) {
+    fn sleep(&mut self, target: tokio::time::Instant) -> (tokio::sync::oneshot::Receiver<bool>, bool) {
         let (wake, woken) = tokio::sync::oneshot::channel();
         self.waiting.push((target, wake));
         (woken, self.ticking)
@@ -180,14 +182,16 @@ impl Sleepers {
     /// grid point this tick is, the tick at the point or up to half an
     /// interval before it (ticks fall on the grid give or take how late
     /// the process woke, or a tick delayed by a stall).
+    /// The first tick also wakes every sleeper that began on a timer, to
+    /// sleep again on the ticks alone.
     fn tick(&mut self, at: tokio::time::Instant, interval: std::time::Duration) {
-        self.ticking = true;
+        let first = !std::mem::replace(&mut self.ticking, true);
         // A sleeper dropped while waiting (a cancelled select) goes too.
-        let due = |(target, wake): &mut (tokio::time::Instant, tokio::sync::oneshot::Sender<()>)| {
-            at + interval / 2 >= *target || wake.is_closed()
+        let due = |(target, wake): &mut (tokio::time::Instant, tokio::sync::oneshot::Sender<bool>)| {
+            first || at + interval / 2 >= *target || wake.is_closed()
         };
-        for (_, wake) in self.waiting.extract_if(.., due) {
-            let _ = wake.send(());
+        for (target, wake) in self.waiting.extract_if(.., due) {
+            let _ = wake.send(at + interval / 2 >= target);
         }
     }
 }
@@ -209,8 +213,8 @@ pub fn tick(at: tokio::time::Instant, interval: std::time::Duration) {
 /// at that point (see [`tick`]), so the source runs in the agent's
 /// wake-up and no timer of its own wakes the process (a tokio timer a
 /// minute away wakes it three times on its way down the timer wheel,
-/// issue 13). Before the agent ticks (a source's first sleep), also on a
-/// timer, whichever comes first; with no agent ticks at all (a paused
+/// issue 13). Before the agent ticks (a source's first sleep), on a timer
+/// until the agent starts ticking; with no agent ticks at all (a paused
 /// clock in tests), on that timer.
 pub async fn sleep_on_grid(every: std::time::Duration) {
     let target = next_on_grid(tokio::time::Instant::now(), every);
@@ -225,7 +229,15 @@ pub async fn sleep_on_grid(every: std::time::Duration) {
     }
     tokio::select! {
         _ = tokio::time::sleep_until(target) => {}
-        _ = woken => {}
+        due = woken => {
+            if due == Ok(false) {
+                // The agent ticks now: off the timer, onto its ticks.
+                let again = SLEEPERS.lock().ok().map(|mut s| s.sleep(target).0);
+                if let Some(woken) = again {
+                    let _ = woken.await;
+                }
+            }
+        }
     }
 }
 
@@ -279,19 +291,28 @@ mod tests {
         let every = s(10);
         // A minute's check from t0 + 3 s, the grid at t0: due at t0 + 60 s;
         // a check every interval beside it.
-        let (mut minute, ticking) = sleepers.sleep(t0 + s(60));
+        let (mut early, ticking) = sleepers.sleep(t0 + s(60));
         assert!(!ticking, "no tick yet");
+        // The agent's first tick (t0): the sleeper that began on a timer is
+        // told to sleep again on the ticks; it is not due.
+        sleepers.tick(t0, every);
+        assert_eq!(early.try_recv(), Ok(false), "off the timer");
+        let (mut minute, ticking) = sleepers.sleep(t0 + s(60));
+        assert!(ticking);
         for n in 1..=5 {
-            let (mut each, ticking) = sleepers.sleep(t0 + every * n);
-            assert!(ticking || n == 1);
+            let (mut each, _) = sleepers.sleep(t0 + every * n);
             sleepers.tick(t0 + every * n, every);
-            assert!(each.try_recv().is_ok(), "the interval's sleeper woke at tick {n}");
+            assert_eq!(
+                each.try_recv(),
+                Ok(true),
+                "the interval's sleeper woke at tick {n}"
+            );
             assert!(minute.try_recv().is_err(), "woke at tick {n}, before the minute");
         }
         assert_eq!(sleepers.waiting.len(), 1, "only the minute's sleeper is left");
         // The tick of the minute, a little late: that one.
         sleepers.tick(t0 + s(60) + Duration::from_millis(3), every);
-        assert!(minute.try_recv().is_ok(), "woke on the agent's tick");
+        assert_eq!(minute.try_recv(), Ok(true), "woke on the agent's tick");
         assert!(sleepers.waiting.is_empty());
     }
 
@@ -302,6 +323,7 @@ mod tests {
         let mut sleepers = Sleepers::new();
         let t0 = Instant::now();
         let every = Duration::from_secs(10);
+        sleepers.tick(t0, every);
         let (mut woken, _) = sleepers.sleep(t0 + every * 2);
         let (dropped, _) = sleepers.sleep(t0 + every * 6);
         drop(dropped);
@@ -312,6 +334,6 @@ mod tests {
         );
         assert_eq!(sleepers.waiting.len(), 1, "the dropped sleeper is gone");
         sleepers.tick(t0 + Duration::from_secs(18), every);
-        assert!(woken.try_recv().is_ok());
+        assert_eq!(woken.try_recv(), Ok(true));
     }
 }
