@@ -576,8 +576,11 @@ fn with_several_hosts_the_agent_moves_to_another_broker() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let (victim, other) = if on_a { (&mut a, &rb) } else { (&mut b, &ra) };
-    victim.kill();
+    // Taken before the kill: the agent can be online on the other broker
+    // before kill() has reaped the victim (seen in CI: 1 ms after the
+    // connection was lost).
     let killed = Instant::now();
+    victim.kill();
     let online = loop {
         if let Some(m) = other
             .on(&avail)
