@@ -21,10 +21,7 @@ cd "$(dirname "$0")/.."
 WINDOW=${BENCH_SECONDS:-100}
 [ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }
 command -v mosquitto >/dev/null || { echo "needs mosquitto"; exit 1; }
-work=$(mktemp -d /tmp/h2m-ab.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir ab
 bench_mosquitto "$work"
 pids+=("$BENCH_MOSQUITTO_PID")
 

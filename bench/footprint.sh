@@ -62,10 +62,7 @@ COLLECTD=$(command -v collectd || echo /usr/sbin/collectd)
 [ -x "$COLLECTD" ] && [ -e /usr/lib/collectd/mqtt.so ] || COLLECTD=
 
 . bench/lib.sh
-work=$(mktemp -d /tmp/h2m-foot.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir foot
 
 bench_mosquitto "$work"
 pids+=("$BENCH_MOSQUITTO_PID")

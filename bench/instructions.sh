@@ -26,10 +26,7 @@ command -v mosquitto_sub >/dev/null || { echo "needs mosquitto and mosquitto-cli
 
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-work=$(mktemp -d /tmp/h2m-ir.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+bench_workdir ir keep
 
 bench_mosquitto "$work"
 pids+=("$BENCH_MOSQUITTO_PID")

@@ -10,6 +10,22 @@ bench_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# bench_workdir NAME [keep]: a fresh directory /tmp/h2m-NAME.XXXXXX as
+# $work, and an empty $pids; on exit every process in $pids is killed
+# and the directory removed, unless "keep" (the bench names it in its
+# output, for a closer look).
+bench_workdir() {
+    work=$(mktemp -d "/tmp/h2m-$1.XXXXXX")
+    pids=()
+    BENCH_KEEP_WORK=${2:-}
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ "$BENCH_KEEP_WORK" = keep ] || rm -rf "$work"
+}
+
 # bench_mosquitto DIR: starts a private Mosquitto (no persistence, anonymous,
 # loopback, log in DIR) and waits until it accepts. Sets BENCH_PORT and
 # BENCH_MOSQUITTO_PID; the caller kills it.

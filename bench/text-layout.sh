@@ -43,10 +43,7 @@ if [ -z "$BIN" ]; then
 fi
 
 . bench/lib.sh
-work=$(mktemp -d /tmp/h2m-layout.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir layout
 
 bench_mosquitto "$work"
 pids+=("$BENCH_MOSQUITTO_PID")

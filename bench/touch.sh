@@ -27,10 +27,7 @@ for t in valgrind mosquitto python3; do
     command -v $t >/dev/null || { echo "needs $t (valgrind, mosquitto, python3)"; exit 1; }
 done
 . bench/lib.sh
-work=$(mktemp -d /tmp/h2m-touch.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+bench_workdir touch keep
 bench_mosquitto "$work"
 pids+=("$BENCH_MOSQUITTO_PID")
 
