@@ -288,8 +288,8 @@ impl Link {
     /// what the queue still holds would be handed on after the next
     /// CONNACK as if the new connection had sent it. On a failure the
     /// queue keeps only its messages and our own outgoing events; a
-    /// SUBACK in it is dropped and reported (`suback_unread`): the session needs it to tell whose
-    /// retained message ended the connection.
+    /// SUBACK in it is dropped and reported (`suback_unread`): the session
+    /// needs it to tell whose retained message ended the connection.
     pub(super) async fn poll(&mut self, limit: usize) -> Polled {
         match self {
             Link::V311(l) => {
