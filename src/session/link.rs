@@ -115,18 +115,6 @@ impl Polled {
             suback_unread: false,
         }
     }
-
-    /// Marks a failure with whether a SUBACK was left unread.
-    fn with_suback_unread(self, unread: bool) -> Polled {
-        match self {
-            Polled::Failed { error, too_large, .. } => Polled::Failed {
-                error,
-                too_large,
-                suback_unread: unread,
-            },
-            other => other,
-        }
-    }
 }
 
 /// The client half (cloneable, used to publish and subscribe).
@@ -294,38 +282,65 @@ impl Link {
         match self {
             Link::V311(l) => {
                 let polled = poll_v311(l, limit).await;
-                if !matches!(polled, Polled::Failed { .. }) {
-                    return polled;
-                }
-                use rumqttc::{Event, Packet};
-                let mut suback = false;
-                l.state.events.retain(|e| match e {
-                    Event::Incoming(Packet::Publish(_)) | Event::Outgoing(_) => true,
-                    Event::Incoming(p) => {
-                        suback |= matches!(p, Packet::SubAck(_));
-                        false
-                    }
-                });
-                polled.with_suback_unread(suback)
+                after_failure(polled, || {
+                    use rumqttc::{Event, Packet};
+                    drop_stale(&mut l.state.events, |e| match e {
+                        Event::Incoming(Packet::Publish(_)) | Event::Outgoing(_) => Queued::Keep,
+                        Event::Incoming(Packet::SubAck(_)) => Queued::SubAck,
+                        Event::Incoming(_) => Queued::Drop,
+                    })
+                })
             }
             Link::V5(l) => {
                 let polled = poll_v5(l, limit).await;
-                if !matches!(polled, Polled::Failed { .. }) {
-                    return polled;
-                }
-                use v5::{mqttbytes::v5::Packet, Event};
-                let mut suback = false;
-                l.state.events.retain(|e| match e {
-                    Event::Incoming(Packet::Publish(_)) | Event::Outgoing(_) => true,
-                    Event::Incoming(p) => {
-                        suback |= matches!(p, Packet::SubAck(_));
-                        false
-                    }
-                });
-                polled.with_suback_unread(suback)
+                after_failure(polled, || {
+                    use v5::{mqttbytes::v5::Packet, Event};
+                    drop_stale(&mut l.state.events, |e| match e {
+                        Event::Incoming(Packet::Publish(_)) | Event::Outgoing(_) => Queued::Keep,
+                        Event::Incoming(Packet::SubAck(_)) => Queued::SubAck,
+                        Event::Incoming(_) => Queued::Drop,
+                    })
+                })
             }
         }
     }
+}
+
+/// What an event left in rumqttc's queue by a dead connection is.
+enum Queued {
+    /// A message, or our own outgoing event: handed on as usual.
+    Keep,
+    /// A SUBACK: dropped, and reported (see [`Link::poll`]).
+    SubAck,
+    /// Any other ack: dropped.
+    Drop,
+}
+
+/// On a failure, clears the dead connection's acks from the queue and
+/// notes whether a SUBACK was among them; anything else passes.
+fn after_failure(polled: Polled, drop_stale_acks: impl FnOnce() -> bool) -> Polled {
+    match polled {
+        Polled::Failed { error, too_large, .. } => Polled::Failed {
+            error,
+            too_large,
+            suback_unread: drop_stale_acks(),
+        },
+        other => other,
+    }
+}
+
+/// Drops the events `kind` does not keep; true when a SUBACK was one.
+fn drop_stale<E>(events: &mut std::collections::VecDeque<E>, kind: impl Fn(&E) -> Queued) -> bool {
+    let mut suback = false;
+    events.retain(|e| match kind(e) {
+        Queued::Keep => true,
+        Queued::SubAck => {
+            suback = true;
+            false
+        }
+        Queued::Drop => false,
+    });
+    suback
 }
 
 fn message(topic: String, payload: &[u8], limit: usize) -> Polled {
